@@ -1,0 +1,53 @@
+"""The tier table: limits and features per plan (DESIGN.md section 4). Plain data, no queries."""
+
+from dataclasses import dataclass, field
+
+KB = 1024
+MB = 1024 * KB
+
+FREE, PRO, PREMIUM = "free", "pro", "premium"
+TIER_ORDER = (FREE, PRO, PREMIUM)
+
+
+@dataclass(frozen=True)
+class Limits:
+    sync_bytes: int
+    value_bytes: int
+    keys: int
+    devices: int
+    history_days: int
+    snapshots: int
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    title: str
+    limits: Limits
+    features: tuple[str, ...] = field(default_factory=tuple)
+
+
+TIERS = {
+    FREE: Tier(
+        FREE,
+        "Free",
+        Limits(sync_bytes=256 * KB, value_bytes=16 * KB, keys=1_000, devices=3, history_days=7, snapshots=3),
+        ("sync", "snapshots"),
+    ),
+    PRO: Tier(
+        PRO,
+        "Pro",
+        Limits(sync_bytes=5 * MB, value_bytes=64 * KB, keys=10_000, devices=10, history_days=90, snapshots=30),
+        ("sync", "snapshots", "history", "secret_keys"),
+    ),
+    PREMIUM: Tier(
+        PREMIUM,
+        "Premium",
+        Limits(sync_bytes=25 * MB, value_bytes=192 * KB, keys=50_000, devices=50, history_days=365, snapshots=100),
+        ("sync", "snapshots", "history", "secret_keys", "priority_support"),
+    ),
+}
+
+
+def tier_rank(name: str) -> int:
+    return TIER_ORDER.index(name)

@@ -1,0 +1,156 @@
+"""Shared API pieces: the error schema and the health views that belong to no app."""
+
+from django.db import connections
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatfocus.exceptions import ServiceUnavailable, error_response
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable snake_case code clients can switch on.")
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    details = serializers.JSONField(required=False)
+    request_id = serializers.CharField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input (`validation_error`, `malformed_json`, `clock_drift`, `signature_invalid`).",
+    401: "Missing or invalid credentials (`not_authenticated`, `token_invalid`, `token_reused`, `invalid_credentials`).",
+    403: "`permission_denied`.",
+    404: "`not_found`.",
+    405: "`method_not_allowed`.",
+    409: "Conflict with current state (`conflict`, `subscription_exists`, `cursor_ahead`).",
+    410: "`cursor_expired`.",
+    412: "`precondition_failed`.",
+    413: "`payload_too_large`.",
+    415: "`unsupported_media_type`.",
+    422: "`quota_exceeded`.",
+    428: "`precondition_required`.",
+    429: "`rate_limited` (see Retry-After).",
+    500: "`server_error` (always a bug).",
+    502: "`upstream_error`: Stripe or a provider failed; nothing changed.",
+    503: "`unavailable`, `billing_not_configured` or `provider_not_configured` (see Retry-After).",
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    """`extend_schema(responses=...)` entries declaring the shared error shape for these statuses."""
+    return {status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
+
+
+def add_error_responses(result, generator, request, public):
+    """Declare the errors every operation can return (the ones middleware and DRF add everywhere)."""
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    if "Error" not in schemas:
+        schemas["ErrorDetail"] = {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                "details": {},
+                "request_id": {"type": "string", "nullable": True},
+            },
+            "required": ["code", "message", "request_id"],
+        }
+        schemas["Error"] = {
+            "type": "object",
+            "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
+            "required": ["error"],
+        }
+    for path, path_item in result.get("paths", {}).items():
+        for method, operation in path_item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            statuses = {405, 500, 503}
+            if "requestBody" in operation:
+                statuses |= {400, 413, 415}
+            if operation.get("security") and {} not in operation["security"]:
+                statuses |= {401}
+            if "{" in path:
+                statuses |= {404}
+            responses = operation.setdefault("responses", {})
+            for status in sorted(statuses):
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": ERROR_DESCRIPTIONS[status],
+                        "content": {"application/json": {"schema": error_ref}},
+                    },
+                )
+    return result
+
+
+class HealthView(APIView):
+    """Liveness: the process is up and serving."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="healthz",
+        responses={200: inline_serializer("Health", {"status": serializers.CharField()})},
+        tags=["health"],
+    )
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadinessView(APIView):
+    """Readiness: the database and, when configured, Redis answer."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="readyz",
+        responses={
+            200: inline_serializer(
+                "Readiness", {"status": serializers.CharField(), "checks": serializers.DictField()}
+            ),
+            **error_responses(503),
+        },
+        tags=["health"],
+    )
+    def get(self, request):
+        checks = {"database": check_database()}
+        if settings.REDIS_URL:
+            checks["redis"] = check_redis()
+        if not all(checks.values()):
+            failed = ", ".join(name for name, ok in checks.items() if not ok)
+            raise ServiceUnavailable(f"Not ready: {failed} unreachable.", details={"checks": checks})
+        return Response({"status": "ok", "checks": checks})
+
+
+def check_database() -> bool:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def check_redis() -> bool:
+    from django_redis import get_redis_connection
+
+    try:
+        return bool(get_redis_connection("default").ping())
+    except Exception:
+        return False
+
+
+def api_not_found(request, *args, **kwargs):
+    """Catch-all for unknown /api/ paths so the 404 keeps the shape even with DEBUG on."""
+    return error_response(request, code="not_found", message=f"No API endpoint at {request.path}.", status=404)

@@ -1,0 +1,23 @@
+"""Request-scoped context (request id, user id) attached to every log line."""
+
+import contextvars
+import logging
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+user_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
+
+
+def bind_user_id(user_id) -> None:
+    """Record who is making the current request, for the log lines that follow."""
+    user_id_var.set(str(user_id) if user_id is not None else None)
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id and user_id to each record so the JSON formatter prints them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        if not hasattr(record, "user_id"):
+            record.user_id = user_id_var.get()
+        return True

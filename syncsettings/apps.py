@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SyncsettingsConfig(AppConfig):
+    name = "syncsettings"
+    verbose_name = "Settings sync"
+    default_auto_field = "django.db.models.BigAutoField"
