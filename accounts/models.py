@@ -66,3 +66,21 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self):
         return self.name or self.email.split("@")[0]
+
+
+class Preferences(models.Model):
+    """Account preferences (`/api/users/me/settings`); locale and timezone live only here."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="preferences")
+    analytics_opt_in = models.BooleanField(default=False)
+    product_emails = models.BooleanField(default=True)
+    marketing_emails = models.BooleanField(default=False)
+    locale = models.CharField(max_length=35, default="en")
+    timezone = models.CharField(max_length=64, default="UTC")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self):
+        return f"Preferences of {self.user_id}"
