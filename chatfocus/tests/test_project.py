@@ -101,3 +101,13 @@ def test_jwt_lifetimes_accept_the_seed_formats():
     assert parse_duration("3600") == timedelta(seconds=3600)
     with pytest.raises(Exception):
         parse_duration("soon")
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_api_docs_page_uses_no_cdn(api_client):
+    response = api_client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn." not in html and "jsdelivr" not in html and "unpkg" not in html
