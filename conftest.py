@@ -40,3 +40,46 @@ def auth_client(db):
         return client
 
     return make
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    """One headless Debian Chromium for the whole run (`make test` installs the package)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Browser tests need Debian's 'chromium' package at {CHROMIUM}: apt-get install -y chromium")
+    # Playwright's sync API runs an asyncio loop in this thread; Django refuses ORM calls under a
+    # running loop unless told that this synchronous use is deliberate.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def browser_page(_chromium, live_server):
+    """A fresh browser context and page on the live server; the test fails on any console error."""
+    context = _chromium.new_context(base_url=live_server.url, accept_downloads=True)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    console_errors = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    # A test that provokes an error on purpose (a 404 page) checks and clears this list itself.
+    page.console_errors = console_errors
+    yield page
+    context.close()
+    assert not console_errors, f"Console errors in the browser: {console_errors}"

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/", include("analytics.api.urls")),
     re_path(r"^api(?:/.*)?$", api_not_found),
     path(settings.ADMIN_URL, admin.site.urls),
+    path("account/", include("accounts.pages_urls")),
     path("account/", include("allauth.urls")),
     path("", TemplateView.as_view(template_name="landing.html"), name="landing"),
 ]

@@ -1,0 +1,54 @@
+"""Forms of the hosted account pages: they validate input, the services in accounts.services decide."""
+
+import zoneinfo
+
+from django import forms
+
+TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+LOCALE_CHOICES = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("fr", "Français"),
+    ("it", "Italiano"),
+    ("ja", "日本語"),
+    ("nl", "Nederlands"),
+    ("pl", "Polski"),
+    ("pt", "Português"),
+]
+
+
+class ProfileForm(forms.Form):
+    name = forms.CharField(max_length=150, required=False, widget=forms.TextInput(attrs={"autocomplete": "name"}))
+    email = forms.EmailField(
+        max_length=254,
+        help_text="A new address is used once you open the confirmation link we send to it.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    locale = forms.ChoiceField(label="Language", choices=LOCALE_CHOICES)
+    timezone = forms.ChoiceField(label="Time zone", choices=TIMEZONE_CHOICES)
+
+
+class PreferencesForm(forms.Form):
+    analytics_opt_in = forms.BooleanField(
+        label="Share anonymous usage analytics",
+        required=False,
+        help_text="Helps us see which features are used. Off unless you turn it on.",
+    )
+    product_emails = forms.BooleanField(label="Product update emails", required=False)
+    marketing_emails = forms.BooleanField(label="News and offers by email", required=False)
+
+
+class DeleteAccountForm(forms.Form):
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    confirm = forms.BooleanField(label="I understand that this cannot be undone")
+
+    def __init__(self, *args, requires_password: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not requires_password:
+            # Accounts without a password (Google/GitHub only) prove themselves with a recent login instead.
+            del self.fields["password"]

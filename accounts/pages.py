@@ -1,0 +1,149 @@
+"""Hosted account pages under /account/: each view validates a form, calls a service, renders."""
+
+import json
+
+from allauth.socialaccount.views import ConnectionsView
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts import services as accounts_services
+from accounts.forms import DeleteAccountForm, PreferencesForm, ProfileForm
+from billing import services as billing_services
+from billing.tiers import FREE, TIERS
+from chatfocus.exceptions import DomainError
+
+
+def _call(form, service, **kwargs) -> bool:
+    """Run a service; its DomainError becomes errors next to the fields it names (or above the form)."""
+    try:
+        service(**kwargs)
+    except DomainError as error:
+        named = {name: errs for name, errs in (error.fields or {}).items() if name in form.fields}
+        for name, errs in named.items():
+            form.add_error(name, errs)
+        if not named:
+            form.add_error(None, error.message)
+        return False
+    return True
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request):
+    user = request.user
+    preferences = accounts_services.get_preferences(user=user)
+    profile_form = ProfileForm(
+        initial={"name": user.name, "email": user.email, "locale": preferences.locale, "timezone": preferences.timezone}
+    )
+    preferences_form = PreferencesForm(
+        initial={name: getattr(preferences, name) for name in PreferencesForm.base_fields}
+    )
+    if request.method == "POST" and "save_profile" in request.POST:
+        profile_form = ProfileForm(request.POST, initial=profile_form.initial)
+        if profile_form.is_valid():
+            changes = {name: profile_form.cleaned_data[name] for name in profile_form.changed_data}
+            email_changed = "email" in changes and changes["email"].lower() != user.email.lower()
+            if not email_changed:
+                changes.pop("email", None)
+            if _call(profile_form, accounts_services.update_profile, user=user, **changes):
+                messages.success(request, "Your profile was saved.")
+                if email_changed:
+                    messages.info(
+                        request,
+                        f"We sent a confirmation link to {changes['email']}. "
+                        "Your email address changes when you open it.",
+                    )
+                return redirect("account_profile")
+    elif request.method == "POST" and "save_preferences" in request.POST:
+        preferences_form = PreferencesForm(request.POST)
+        if preferences_form.is_valid() and _call(
+            preferences_form, accounts_services.update_preferences, user=user, **preferences_form.cleaned_data
+        ):
+            messages.success(request, "Your preferences were saved.")
+            return redirect("account_profile")
+    return render(
+        request,
+        "pages/profile.html",
+        {"profile_form": profile_form, "preferences_form": preferences_form},
+    )
+
+
+class Connections(LoginRequiredMixin, ConnectionsView):
+    """allauth's connected-accounts page at our URL; allauth refuses to unlink the last way to log in."""
+
+    success_url = reverse_lazy("account_connections")
+
+
+@login_required
+@require_GET
+def sessions(request):
+    return render(request, "pages/sessions.html", {"sessions": accounts_services.list_sessions(user=request.user)})
+
+
+@login_required
+@require_POST
+def revoke_session(request, session_id):
+    try:
+        accounts_services.revoke_session(user=request.user, session_id=session_id)
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "The session was signed out. Its device has to log in again.")
+    return redirect("account_sessions")
+
+
+@login_required
+@require_GET
+def billing(request):
+    entitlements = billing_services.get_entitlements(user=request.user)
+    return render(
+        request,
+        "pages/billing.html",
+        {
+            "entitlements": entitlements,
+            "tier": TIERS[entitlements.tier],
+            "paid_tiers": [tier for name, tier in TIERS.items() if name != FREE],
+            "billing_configured": billing_services.is_billing_configured(),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def export(request):
+    if request.method == "GET":
+        return render(request, "pages/export.html")
+    data = accounts_services.export_user_data(user=request.user)
+    filename = f"chatfocus-export-{timezone.now():%Y-%m-%d}.json"
+    response = HttpResponse(
+        json.dumps(data, indent=2, default=str, ensure_ascii=False), content_type="application/json; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete(request):
+    user = request.user
+    requires_password = user.has_usable_password()
+    form = DeleteAccountForm(request.POST or None, requires_password=requires_password)
+    if request.method == "POST" and form.is_valid():
+        password = form.cleaned_data.get("password")
+        if _call(form, accounts_services.delete_account, user=user, password=password):
+            logout(request)
+            messages.success(request, "Your account and its data were deleted. Thank you for using ChatFocus.")
+            return redirect("landing")
+    entitlements = billing_services.get_entitlements(user=user)
+    return render(
+        request,
+        "pages/delete.html",
+        {"form": form, "entitlements": entitlements, "tier": TIERS[entitlements.tier]},
+    )

@@ -1,0 +1,15 @@
+"""Hosted account pages; mounted at /account/ before allauth's own URLs."""
+
+from django.urls import path
+
+from accounts import pages
+
+urlpatterns = [
+    path("", pages.profile, name="account_profile"),
+    path("connections/", pages.Connections.as_view(), name="account_connections"),
+    path("sessions/", pages.sessions, name="account_sessions"),
+    path("sessions/<uuid:session_id>/revoke/", pages.revoke_session, name="account_revoke_session"),
+    path("billing/", pages.billing, name="account_billing"),
+    path("export/", pages.export, name="account_export"),
+    path("delete/", pages.delete, name="account_delete"),
+]

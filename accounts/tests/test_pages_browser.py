@@ -1,0 +1,162 @@
+"""The hosted account pages, driven through headless Chromium against the live server."""
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+from django.core import mail
+from playwright.sync_api import expect
+
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+NEW_PASSWORD = "a-much-longer-passphrase-42"
+
+# Every page: a <title>, a label for every input, no input without a form's CSRF token.
+PAGE_AUDIT = """() => {
+  const unlabeled = [...document.querySelectorAll('input, select, textarea')]
+    .filter(el => !['hidden', 'submit', 'button'].includes(el.type))
+    .filter(el => el.labels.length === 0 && !el.getAttribute('aria-label'))
+    .map(el => el.name || el.id);
+  const postFormsWithoutCsrf = [...document.querySelectorAll('form')]
+    .filter(f => f.method.toLowerCase() === 'post' && !f.querySelector('input[name=csrfmiddlewaretoken]'))
+    .map(f => f.action);
+  return {title: document.title.trim(), unlabeled, postFormsWithoutCsrf};
+}"""
+
+
+@pytest.fixture(autouse=True)
+def _plain_http_links(settings):
+    # Links in emails say https in production; the live test server speaks plain http.
+    settings.ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http"
+
+
+@pytest.fixture
+def shot(request):
+    """Audit the current page and save a screenshot to test-artifacts/ for reviewers."""
+    counter = itertools.count(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def take(page, name):
+        page.wait_for_load_state("load")
+        audit = page.evaluate(PAGE_AUDIT)
+        assert audit["title"].endswith("· ChatFocus") and len(audit["title"]) > len("· ChatFocus"), audit
+        assert audit["unlabeled"] == [], f"inputs without a label on {page.url}: {audit['unlabeled']}"
+        assert audit["postFormsWithoutCsrf"] == [], f"POST forms without CSRF on {page.url}"
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}-{next(counter):02d}-{name}.png", full_page=True)
+
+    return take
+
+
+def link_from_last_email(pattern):
+    body = mail.outbox[-1].body
+    match = re.search(pattern, body)
+    assert match, body
+    return match.group(0)
+
+
+def log_in(page, email, password=DEFAULT_PASSWORD):
+    page.goto("/account/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_landing_links_to_signup_login_and_api_docs(browser_page, shot):
+    page = browser_page
+    page.goto("/")
+    expect(page.get_by_role("heading", name="ChatFocus", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="API documentation")).to_have_attribute("href", "/api/docs/")
+    shot(page, "landing")
+    page.get_by_role("link", name="Create an account").click()
+    expect(page).to_have_url(re.compile(r"/account/signup/$"))
+    page.goto("/")
+    page.get_by_role("link", name="Log in").first.click()
+    expect(page).to_have_url(re.compile(r"/account/login/$"))
+
+
+def test_unknown_page_shows_friendly_404(browser_page, shot):
+    response = browser_page.goto("/no-such-page/")
+    assert response.status == 404
+    expect(browser_page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(browser_page.get_by_role("link", name="Back to the ChatFocus home page")).to_be_visible()
+    shot(browser_page, "404")
+    assert browser_page.console_errors == [
+        "Failed to load resource: the server responded with a status of 404 (Not Found)"
+    ]
+    browser_page.console_errors.clear()
+
+
+def test_signup_form_shows_field_errors(browser_page, shot):
+    UserFactory(email="taken@example.com")
+    page = browser_page
+    page.goto("/account/signup/")
+    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_label("Password", exact=True).fill("short")
+    page.get_by_label("Password (again)").fill("different")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#id_email_error")).to_contain_text("Enter a valid email address.")
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    shot(page, "signup-errors")
+
+    page.get_by_label("Email").fill("taken@example.com")
+    page.get_by_label("Password", exact=True).fill("password")
+    page.get_by_label("Password (again)").fill("password")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#id_password1_error")).to_contain_text("This password is too common.")
+    shot(page, "signup-weak-password")
+
+
+def test_login_form_shows_errors_for_bad_credentials(browser_page, shot):
+    UserFactory(email="ada@example.com")
+    page = browser_page
+    page.goto("/account/login/")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#id_login_error")).to_contain_text("This field is required.")
+    expect(page.locator("#id_password_error")).to_contain_text("This field is required.")
+    shot(page, "login-empty")
+    log_in(page, "ada@example.com", "wrong-password-123")
+    expect(page.get_by_role("alert")).to_contain_text("not correct")
+    shot(page, "login-wrong-password")
+
+
+def test_password_reset_from_the_email_link(browser_page, shot, mailoutbox):
+    UserFactory(email="grace@example.com")
+    page = browser_page
+    page.goto("/account/password/reset/")
+    page.get_by_role("button", name="Reset my password").click()
+    expect(page.locator("#id_email_error")).to_contain_text("This field is required.")
+    shot(page, "reset-errors")
+    page.get_by_label("Email").fill("grace@example.com")
+    page.get_by_role("button", name="Reset my password").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    shot(page, "reset-done")
+
+    page.goto(link_from_last_email(r"https?://\S+/account/password/reset/key/\S+/"))
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.get_by_label("New Password", exact=True).fill(NEW_PASSWORD)
+    page.get_by_label("New Password (again)").fill("something-else-entirely")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#id_password2_error")).to_contain_text("same password")
+    shot(page, "reset-key-errors")
+    page.get_by_label("New Password", exact=True).fill(NEW_PASSWORD)
+    page.get_by_label("New Password (again)").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Your password is now changed.")).to_be_visible()
+    shot(page, "reset-complete")
+
+    log_in(page, "grace@example.com", NEW_PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+
+
+def test_session_cookie_is_httponly_lax_and_secure(browser_page):
+    UserFactory(email="cookie@example.com")
+    log_in(browser_page, "cookie@example.com")
+    expect(browser_page.get_by_role("heading", name="Your account")).to_be_visible()
+    cookie = next(c for c in browser_page.context.cookies() if c["name"] == "sessionid")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    assert cookie["secure"] is True
