@@ -2,6 +2,7 @@
 
 import json
 
+from allauth.account.utils import has_verified_email
 from allauth.socialaccount.views import ConnectionsView
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -71,7 +72,11 @@ def profile(request):
     return render(
         request,
         "pages/profile.html",
-        {"profile_form": profile_form, "preferences_form": preferences_form},
+        {
+            "profile_form": profile_form,
+            "preferences_form": preferences_form,
+            "email_verified": has_verified_email(user, user.email),
+        },
     )
 
 

@@ -1,6 +1,7 @@
 """The hosted account pages, driven through headless Chromium against the live server."""
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
+from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -160,3 +162,129 @@ def test_session_cookie_is_httponly_lax_and_secure(browser_page):
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Lax"
     assert cookie["secure"] is True
+
+
+def test_account_journey_from_signup_to_deletion(browser_page, shot, mailoutbox):
+    page = browser_page
+    email = "ada@example.com"
+
+    page.goto("/account/signup/")
+    shot(page, "signup")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
+    page.get_by_label("Password (again)").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text(f"Confirmation email sent to {email}")
+    shot(page, "signed-up")
+    confirm_link = link_from_last_email(r"https?://\S+/account/confirm-email/\S+/")
+
+    page.get_by_role("link", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log out")).to_be_visible()
+    shot(page, "logout")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("status")).to_contain_text("You have signed out.")
+
+    page.goto(confirm_link)
+    expect(page.get_by_role("heading", name="Confirm your email address")).to_be_visible()
+    expect(page.get_by_text(email).first).to_be_visible()
+    shot(page, "confirm-email")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("status")).to_contain_text(f"You have confirmed {email}.")
+
+    log_in(page, email, NEW_PASSWORD)
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    shot(page, "profile")
+
+    page.get_by_label("Name").fill("Ada Lovelace")
+    page.get_by_label("Time zone").select_option("Europe/London")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.get_by_role("status")).to_contain_text("Your profile was saved.")
+    expect(page.get_by_label("Name")).to_have_value("Ada Lovelace")
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/London")
+    page.get_by_label("Share anonymous usage analytics").check()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("status")).to_contain_text("Your preferences were saved.")
+    expect(page.get_by_label("Share anonymous usage analytics")).to_be_checked()
+    shot(page, "profile-saved")
+
+    # The extension logs in through the API: that session is listed on the page and can be revoked.
+    login = page.request.post(
+        "/api/auth/login", data={"email": email, "password": NEW_PASSWORD, "device_name": "Work laptop"}
+    )
+    assert login.status == 200, login.text()
+    refresh = login.json()["refresh"]
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Sessions").click()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text="Work laptop")
+    expect(row).to_be_visible()
+    shot(page, "sessions")
+    row.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_contain_text("The session was signed out.")
+    expect(page.get_by_role("row").filter(has_text="Work laptop")).to_have_count(0)
+    shot(page, "session-revoked")
+    assert page.request.post("/api/auth/refresh", data={"refresh": refresh}).status == 401
+
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Export").click()
+    expect(page.get_by_role("heading", name="Export your data")).to_be_visible()
+    shot(page, "export")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download my data (JSON)").click()
+    download = download_info.value
+    assert re.fullmatch(r"chatfocus-export-\d{4}-\d{2}-\d{2}\.json", download.suggested_filename)
+    exported = json.loads(Path(download.path()).read_text())
+    assert email in json.dumps(exported)
+    assert "Ada Lovelace" in json.dumps(exported)
+
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Delete account").click()
+    expect(page.get_by_role("heading", name="Delete your account")).to_be_visible()
+    expect(page.get_by_text("there is no subscription to cancel")).to_be_visible()
+    page.get_by_label("Your password").fill("not-my-password")
+    page.get_by_label("I understand that this cannot be undone").check()
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.locator("#id_password_error")).to_be_visible()
+    shot(page, "delete-wrong-password")
+    page.get_by_label("Your password").fill(NEW_PASSWORD)
+    page.get_by_label("I understand that this cannot be undone").check()
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.get_by_role("status")).to_contain_text("Your account and its data were deleted.")
+    shot(page, "deleted")
+    assert not User.objects.filter(email=email).exists()
+
+    log_in(page, email, NEW_PASSWORD)
+    expect(page.get_by_role("alert")).to_contain_text("not correct")
+    shot(page, "login-after-delete")
+
+
+def test_account_forms_show_field_errors(browser_page, shot):
+    UserFactory(email="lin@example.com")
+    page = browser_page
+    log_in(page, "lin@example.com")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+
+    page.get_by_label("Email", exact=True).fill("not-an-email")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.locator("#id_email_error")).to_contain_text("Enter a valid email address.")
+    shot(page, "profile-errors")
+
+    page.goto("/account/email/")
+    expect(page.get_by_role("heading", name="Email addresses")).to_be_visible()
+    page.get_by_label("Add an email address").fill("nope")
+    page.get_by_role("button", name="Add email").click()
+    expect(page.locator("#id_email_error")).to_contain_text("Enter a valid email address.")
+    shot(page, "email-errors")
+
+    page.goto("/account/password/change/")
+    page.get_by_label("Current Password").fill("wrong-one-entirely")
+    page.get_by_label("New Password", exact=True).fill("123")
+    page.get_by_label("New Password (again)").fill("123")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#id_oldpassword_error")).to_contain_text("Please type your current password.")
+    expect(page.locator("#id_password1_error")).to_contain_text("too short")
+    shot(page, "password-change-errors")
+
+    page.goto("/account/delete/")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.locator("#id_password_error")).to_contain_text("This field is required.")
+    expect(page.locator("#id_confirm_error")).to_contain_text("This field is required.")
+    shot(page, "delete-errors")
