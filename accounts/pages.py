@@ -35,6 +35,16 @@ def _call(form, service, **kwargs) -> bool:
     return True
 
 
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a stale or forged form gets our friendly page instead of Django's debug-style one."""
+    context = {
+        "status": 403,
+        "title": "This form has expired",
+        "message": "For your security the form could not be sent. Go back, reload the page and try again.",
+    }
+    return render(request, "error.html", context, status=403)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request):

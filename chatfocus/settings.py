@@ -314,6 +314,7 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "accounts.pages.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 
 # --- i18n, static ---------------------------------------------------------------------------

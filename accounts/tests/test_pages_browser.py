@@ -288,3 +288,57 @@ def test_account_forms_show_field_errors(browser_page, shot):
     expect(page.locator("#id_password_error")).to_contain_text("This field is required.")
     expect(page.locator("#id_confirm_error")).to_contain_text("This field is required.")
     shot(page, "delete-errors")
+
+
+@pytest.fixture
+def github_login(settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        **settings.SOCIALACCOUNT_PROVIDERS,
+        "github": {
+            **settings.SOCIALACCOUNT_PROVIDERS["github"],
+            "APPS": [{"client_id": "gh-id", "secret": "gh-secret"}],
+        },
+    }
+
+
+def connect_github(user):
+    from allauth.socialaccount.models import SocialAccount
+
+    return SocialAccount.objects.create(user=user, provider="github", uid="4242", extra_data={"login": "octo"})
+
+
+def test_connections_refuses_to_unlink_the_last_login_method(browser_page, shot, github_login, client, live_server):
+    user = UserFactory(email="octo@example.com")
+    user.set_unusable_password()
+    user.save()
+    connect_github(user)
+    # An OAuth-only user cannot log in with a password: hand the browser a logged-in session instead.
+    client.force_login(user)
+    page = browser_page
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+    page.goto("/account/connections/")
+    expect(page.get_by_role("heading", name="Connected accounts")).to_be_visible()
+    expect(page.get_by_role("link", name="GitHub")).to_be_visible()
+    page.get_by_role("button", name="Disconnect").click()
+    expect(page.locator("#id_account_error")).to_contain_text("This field is required.")
+    page.get_by_label("GitHub: octo").check()
+    page.get_by_role("button", name="Disconnect").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your account has no password set up.")
+    expect(page.get_by_label("GitHub: octo")).to_be_visible()
+    shot(page, "cannot-unlink-last")
+
+
+def test_connections_unlinks_a_provider_when_a_password_remains(browser_page, shot, github_login):
+    user = UserFactory(email="cat@example.com")
+    connect_github(user)
+    page = browser_page
+    log_in(page, "cat@example.com")
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Connections").click()
+    page.get_by_label("GitHub: octo").check()
+    page.get_by_role("button", name="Disconnect").click()
+    expect(page.get_by_role("status")).to_contain_text("The third-party account has been disconnected.")
+    expect(page.get_by_text("No Google or GitHub account is connected.")).to_be_visible()
+    shot(page, "unlinked")
