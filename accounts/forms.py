@@ -4,6 +4,8 @@ import zoneinfo
 
 from django import forms
 
+from billing.tiers import FREE, TIERS
+
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 LOCALE_CHOICES = [
     ("en", "English"),
@@ -52,3 +54,8 @@ class DeleteAccountForm(forms.Form):
         if not requires_password:
             # Accounts without a password (Google/GitHub only) prove themselves with a recent login instead.
             del self.fields["password"]
+
+
+class CheckoutForm(forms.Form):
+    tier = forms.ChoiceField(choices=[(name, tier.title) for name, tier in TIERS.items() if name != FREE])
+    interval = forms.ChoiceField(label="Billing period", choices=[("month", "Monthly"), ("year", "Yearly")])

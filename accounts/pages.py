@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services as accounts_services
-from accounts.forms import DeleteAccountForm, PreferencesForm, ProfileForm
+from accounts.forms import CheckoutForm, DeleteAccountForm, PreferencesForm, ProfileForm
 from billing import services as billing_services
 from billing.tiers import FREE, TIERS
 from chatfocus.exceptions import DomainError
@@ -117,7 +117,17 @@ def revoke_session(request, session_id):
 @login_required
 @require_GET
 def billing(request):
-    entitlements = billing_services.get_entitlements(user=request.user)
+    user = request.user
+    if request.GET.get("session_id"):
+        # Back from Stripe Checkout: sync the session now so the new plan shows before the webhook lands.
+        try:
+            billing_services.sync_checkout_session(user=user, session_id=request.GET["session_id"])
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, "Thank you! Your plan is updated.")
+        return redirect("account_billing")
+    entitlements = billing_services.get_entitlements(user=user)
     return render(
         request,
         "pages/billing.html",
@@ -128,6 +138,51 @@ def billing(request):
             "billing_configured": billing_services.is_billing_configured(),
         },
     )
+
+
+def _billing_action(request, service, **kwargs):
+    """(ok, result) of a paid action; a Stripe or configuration failure becomes a message on the page."""
+    try:
+        return True, service(user=request.user, **kwargs)
+    except DomainError as error:
+        messages.error(request, error.message)
+        return False, None
+
+
+@login_required
+@require_POST
+def checkout(request):
+    form = CheckoutForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a plan and a billing period.")
+        return redirect("account_billing")
+    ok, checkout_url = _billing_action(request, billing_services.start_checkout, **form.cleaned_data)
+    return redirect(checkout_url if ok else "account_billing")
+
+
+@login_required
+@require_POST
+def billing_portal(request):
+    ok, portal_url = _billing_action(request, billing_services.create_portal_session)
+    return redirect(portal_url if ok else "account_billing")
+
+
+@login_required
+@require_POST
+def cancel_subscription(request):
+    ok, _ = _billing_action(request, billing_services.cancel_subscription)
+    if ok:
+        messages.success(request, "Your subscription is cancelled. You keep your plan until the end of the period.")
+    return redirect("account_billing")
+
+
+@login_required
+@require_POST
+def resume_subscription(request):
+    ok, _ = _billing_action(request, billing_services.resume_subscription)
+    if ok:
+        messages.success(request, "Your subscription continues. Nothing changes for you.")
+    return redirect("account_billing")
 
 
 @login_required

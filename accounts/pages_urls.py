@@ -10,6 +10,10 @@ urlpatterns = [
     path("sessions/", pages.sessions, name="account_sessions"),
     path("sessions/<uuid:session_id>/revoke/", pages.revoke_session, name="account_revoke_session"),
     path("billing/", pages.billing, name="account_billing"),
+    path("billing/checkout/", pages.checkout, name="account_billing_checkout"),
+    path("billing/portal/", pages.billing_portal, name="account_billing_portal"),
+    path("billing/cancel/", pages.cancel_subscription, name="account_billing_cancel"),
+    path("billing/resume/", pages.resume_subscription, name="account_billing_resume"),
     path("export/", pages.export, name="account_export"),
     path("delete/", pages.delete, name="account_delete"),
 ]

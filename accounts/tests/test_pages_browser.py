@@ -342,3 +342,16 @@ def test_connections_unlinks_a_provider_when_a_password_remains(browser_page, sh
     expect(page.get_by_role("status")).to_contain_text("The third-party account has been disconnected.")
     expect(page.get_by_text("No Google or GitHub account is connected.")).to_be_visible()
     shot(page, "unlinked")
+
+
+def test_billing_page_shows_the_tier_and_explains_the_disabled_upgrade(browser_page, shot, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    UserFactory(email="free@example.com")
+    page = browser_page
+    log_in(page, "free@example.com")
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Plan & billing").click()
+    expect(page.get_by_role("heading", name="Your plan: Free")).to_be_visible()
+    expect(page.get_by_text("256.0 KB")).to_be_visible()
+    expect(page.get_by_role("button", name="Upgrade to Pro")).to_be_disabled()
+    expect(page.get_by_text("payments are not set up")).to_be_visible()
+    shot(page, "billing-free")
