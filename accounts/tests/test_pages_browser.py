@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 NEW_PASSWORD = "a-much-longer-passphrase-42"
 
-# Every page: a <title>, a label for every input, no input without a form's CSRF token.
+# Every page: a <title>, a label for every input, a CSRF token in every POST form, nothing from a CDN.
 PAGE_AUDIT = """() => {
   const unlabeled = [...document.querySelectorAll('input, select, textarea')]
     .filter(el => !['hidden', 'submit', 'button'].includes(el.type))
@@ -26,7 +26,9 @@ PAGE_AUDIT = """() => {
   const postFormsWithoutCsrf = [...document.querySelectorAll('form')]
     .filter(f => f.method.toLowerCase() === 'post' && !f.querySelector('input[name=csrfmiddlewaretoken]'))
     .map(f => f.action);
-  return {title: document.title.trim(), unlabeled, postFormsWithoutCsrf};
+  const external = performance.getEntriesByType('resource').map(e => e.name)
+    .filter(url => !url.startsWith(location.origin) && !url.startsWith('data:'));
+  return {title: document.title.trim(), unlabeled, postFormsWithoutCsrf, external};
 }"""
 
 
@@ -48,6 +50,7 @@ def shot(request):
         assert audit["title"].endswith("· ChatFocus") and len(audit["title"]) > len("· ChatFocus"), audit
         assert audit["unlabeled"] == [], f"inputs without a label on {page.url}: {audit['unlabeled']}"
         assert audit["postFormsWithoutCsrf"] == [], f"POST forms without CSRF on {page.url}"
+        assert audit["external"] == [], f"resources from other origins on {page.url}: {audit['external']}"
         page.screenshot(path=ARTIFACTS / f"{request.node.name}-{next(counter):02d}-{name}.png", full_page=True)
 
     return take
@@ -355,3 +358,19 @@ def test_billing_page_shows_the_tier_and_explains_the_disabled_upgrade(browser_p
     expect(page.get_by_role("button", name="Upgrade to Pro")).to_be_disabled()
     expect(page.get_by_text("payments are not set up")).to_be_visible()
     shot(page, "billing-free")
+
+
+def test_login_works_with_the_keyboard_alone(browser_page, shot):
+    UserFactory(email="keys@example.com")
+    page = browser_page
+    page.goto("/account/login/")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Email").focus()
+    page.keyboard.type("keys@example.com")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(DEFAULT_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    shot(page, "logged-in-by-keyboard")
