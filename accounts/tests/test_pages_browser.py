@@ -374,3 +374,12 @@ def test_login_works_with_the_keyboard_alone(browser_page, shot):
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     shot(page, "logged-in-by-keyboard")
+
+
+def test_login_page_offers_configured_providers(browser_page, shot, github_login):
+    page = browser_page
+    page.goto("/account/login/")
+    github = page.get_by_role("link", name="GitHub")
+    expect(github).to_have_attribute("href", "/account/github/login/?process=login")
+    expect(page.get_by_role("link", name="Google")).to_have_count(0)
+    shot(page, "login-with-providers")
