@@ -42,6 +42,12 @@ def auth_client(db):
     return make
 
 
+def pytest_collection_modifyitems(items):
+    # Browser tests last: the async-safety switch they need (see _chromium) and the browser itself
+    # then never leak into other tests or into their subprocesses (`check --deploy` flags the switch).
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -55,8 +61,9 @@ def _chromium():
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Browser tests need Debian's 'chromium' package at {CHROMIUM}: apt-get install -y chromium")
-    # Playwright's sync API runs an asyncio loop in this thread; Django refuses ORM calls under a
-    # running loop unless told that this synchronous use is deliberate.
+    # Playwright's sync API marks an asyncio loop as running in this thread between its calls, and
+    # Django refuses ORM calls (test code, database flushes) under a running loop unless told that
+    # this synchronous use is deliberate. Set for the rest of the run: browser tests run last.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
