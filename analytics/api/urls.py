@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from analytics.api.views import EventIngestView
+
+urlpatterns = [
+    path("analytics/events", EventIngestView.as_view(), name="analytics-events"),
+]
