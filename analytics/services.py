@@ -285,10 +285,10 @@ def _percentile_cont(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
 
 
-def rollup_recent_days(*, days: int, today: date | None = None) -> list[RollupSummary]:
-    """Roll up today and the `days - 1` days before it (late events may arrive up to 7 days old)."""
-    today = today or timezone.now().date()
-    return [rollup_day(day=today - timedelta(days=offset)) for offset in range(days - 1, -1, -1)]
+def rollup_recent_days(*, days: int, last_day: date | None = None) -> list[RollupSummary]:
+    """Roll up `days` UTC days ending on `last_day` (default today), oldest first."""
+    last_day = last_day or timezone.now().date()
+    return [rollup_day(day=last_day - timedelta(days=offset)) for offset in range(days - 1, -1, -1)]
 
 
 def prune_expired_events(*, now: datetime | None = None) -> int:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -252,6 +253,22 @@ BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 # --- Sync, analytics ------------------------------------------------------------------------
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
+# Hourly: today's and yesterday's rollups stay fresh. Nightly: the last 8 days again, since
+# clients may send events up to 7 days late; then raw events past retention are pruned.
+CELERY_BEAT_SCHEDULE["analytics-rollup-recent"] = {
+    "task": "analytics.tasks.rollup_recent_days_task",
+    "schedule": timedelta(hours=1),
+    "kwargs": {"days": 2},
+}
+CELERY_BEAT_SCHEDULE["analytics-rollup-late-events"] = {
+    "task": "analytics.tasks.rollup_recent_days_task",
+    "schedule": crontab(minute=30, hour=0),
+    "kwargs": {"days": 8},
+}
+CELERY_BEAT_SCHEDULE["analytics-prune"] = {
+    "task": "analytics.tasks.prune_expired_events_task",
+    "schedule": crontab(minute=0, hour=3),
+}
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
