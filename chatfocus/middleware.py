@@ -7,9 +7,10 @@ import time
 import uuid
 
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject, empty
 
 from chatfocus.exceptions import error_response, response_for_exception
-from chatfocus.logging import request_id_var, user_id_var
+from chatfocus.logging import bind_user_id, request_id_var, user_id_var
 
 request_logger = logging.getLogger("chatfocus.request")
 
@@ -18,6 +19,14 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
+
+
+def resolved_user_id(request):
+    """The id of a user this request already identified (DRF or the session), never forcing a lookup."""
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        user = None if user._wrapped is empty else user._wrapped
+    return user.id if getattr(user, "is_authenticated", False) else None
 
 
 class RequestIDMiddleware:
@@ -35,6 +44,8 @@ class RequestIDMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request.request_id
+            if user_id_var.get() is None:
+                bind_user_id(resolved_user_id(request))
             request_logger.info(
                 "request",
                 extra={

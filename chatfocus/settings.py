@@ -1,5 +1,6 @@
 """ChatFocus settings: one module, every value from the environment (see .env.example)."""
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -357,6 +358,10 @@ STORAGES = {
 SENTRY_DSN = env("SENTRY_DSN", default="")
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client reads the variable itself (also when it came from .env) and needs the directory.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
