@@ -1,7 +1,13 @@
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from analytics.models import DailyActiveUsers, DailyEventRollup, DailyMetricRollup, EventDefinition
+from analytics.charts import build_dashboard_charts
+from analytics.models import DailyActiveUsers, DailyEventRollup, DailyMetricRollup, Dashboard, EventDefinition
+from analytics.selectors import get_dashboard_data
 from analytics.services import forget_event_registry
+
+RANGES = {"7", "30", "90"}
 
 
 @admin.register(EventDefinition)
@@ -62,3 +68,37 @@ class DailyActiveUsersAdmin(ReadOnlyRollupAdmin):
 class DailyMetricRollupAdmin(ReadOnlyRollupAdmin):
     list_display = ["day", "name", "count", "p50", "p95", "p99"]
     list_filter = ["name"]
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """The staff dashboard: every staff member may read it; it has nothing to edit."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        requested = request.GET.get("days", "30")
+        days = int(requested) if requested in RANGES else 30
+        data = get_dashboard_data(days=days, last_day=timezone.now().date())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Analytics dashboard",
+            "opts": self.model._meta,
+            "days": days,
+            "ranges": sorted(int(value) for value in RANGES),
+            "charts": build_dashboard_charts(data),
+        }
+        return TemplateResponse(request, "admin/analytics/dashboard.html", context)
