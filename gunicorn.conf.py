@@ -18,6 +18,16 @@ accesslog = None  # The app logs one JSON line per request (chatfocus.request).
 errorlog = "-"
 
 
+def on_starting(server):
+    """Empty the Prometheus multiprocess directory: a previous run's files would add stale counts."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the Prometheus multiprocess directory."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
