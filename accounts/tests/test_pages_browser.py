@@ -383,3 +383,20 @@ def test_login_page_offers_configured_providers(browser_page, shot, github_login
     expect(github).to_have_attribute("href", "/account/github/login/?process=login")
     expect(page.get_by_role("link", name="Google")).to_have_count(0)
     shot(page, "login-with-providers")
+
+
+def test_preferences_save_the_analytics_opt_in(browser_page, shot):
+    from accounts.services import get_analytics_opt_in
+
+    user = UserFactory(email="prefs@example.com")
+    page = browser_page
+    log_in(page, "prefs@example.com")
+    expect(page.get_by_label("Share anonymous usage analytics")).not_to_be_checked()
+    page.get_by_label("Share anonymous usage analytics").check()
+    page.get_by_label("Product update emails").uncheck()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("status")).to_contain_text("Your preferences were saved.")
+    expect(page.get_by_label("Share anonymous usage analytics")).to_be_checked()
+    expect(page.get_by_label("Product update emails")).not_to_be_checked()
+    shot(page, "preferences-saved")
+    assert get_analytics_opt_in(user_id=user.id) is True
