@@ -4,6 +4,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts.services import issue_session_tokens
 from accounts.tests.factories import UserFactory
 
 
@@ -32,11 +33,17 @@ def user(db):
 
 @pytest.fixture
 def auth_client(db):
-    """Make an APIClient authenticated as `user` (defaults to a new user)."""
+    """Make an APIClient sending a real access JWT of a new session of `user` (default: a new user).
 
+    The client's `.user` is the user row, `.auth_session` the accounts Session behind the token (`.session`
+    is Django's cookie session) and `.refresh_token` its refresh token.
+    """
     def make(user=None):
+        user = user or UserFactory()
+        access, refresh, session = issue_session_tokens(user=user, device_name="pytest", user_agent="pytest")
         client = APIClient()
-        client.force_authenticate(user=user or UserFactory())
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        client.user, client.auth_session, client.refresh_token = user, session, refresh
         return client
 
     return make

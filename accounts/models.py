@@ -84,3 +84,29 @@ class Preferences(models.Model):
 
     def __str__(self):
         return f"Preferences of {self.user_id}"
+
+
+class Session(models.Model):
+    """One login on one device; owns its refresh-token family (every token it ever issued carries its id)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    device_name = models.CharField(max_length=100, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    method = models.CharField(max_length=20, default="password", help_text="How the session was started.")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now, help_text="Login or last token refresh.")
+    refresh_expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=30, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-last_used_at"])]
+
+    def __str__(self):
+        return f"{self.device_name or 'Unnamed device'} ({self.user_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.refresh_expires_at > timezone.now()

@@ -1,0 +1,182 @@
+"""JWT sessions: issuing token pairs, rotating refresh tokens with reuse detection, revocation.
+
+Protocol. A login creates a `Session` row. Every token it issues (simplejwt `RefreshToken` and
+the `AccessToken` made from it) carries the session id in the `sid` claim, so the session is
+the token *family*. simplejwt's blacklist app records each refresh token (`OutstandingToken`)
+and, when it is rotated, blacklists it. Presenting a blacklisted refresh token again means it
+was copied: the whole family is revoked at once (401 `token_reused`) while the user's other
+sessions live on. Rotation holds the session row lock, so two refreshes racing with one token
+cannot both win.
+
+Access tokens are checked without loading the user: signature and expiry by simplejwt, then
+the session's state in the cache (Redis in production), falling back to one indexed lookup on
+a miss. Revocation deletes the cached state in the same transaction and writes "revoked" after
+commit, so a revoked session's access tokens fail immediately.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+
+from accounts.models import Session
+from chatfocus.exceptions import DomainError, TokenInvalid
+
+SESSION_CLAIM = "sid"
+SESSION_STATE_KEY = "accounts:session:{session_id}"
+ACTIVE, REVOKED = "active", "revoked"
+
+
+class TokenReused(DomainError):
+    code, status, message = (
+        "token_reused",
+        401,
+        "This refresh token was already used. The session was signed out for your safety; log in again.",
+    )
+
+
+def _state_timeout() -> int:
+    # Past the access lifetime no access token of the session is valid anyway.
+    return int(settings.JWT_ACCESS_LIFETIME.total_seconds()) + 60
+
+
+def _client_fields(*, device_name: str, user_agent: str, ip: str | None) -> dict:
+    return {
+        "device_name": (device_name or "").strip()[:100],
+        "user_agent": (user_agent or "")[:400],
+        "ip_address": ip or None,
+    }
+
+
+def _new_refresh_token(*, user_id, session: Session) -> RefreshToken:
+    """A refresh token of the session's family, recorded as outstanding (simplejwt blacklist app)."""
+    token = RefreshToken()
+    token[api_settings.USER_ID_CLAIM] = str(user_id)
+    token[SESSION_CLAIM] = str(session.id)
+    OutstandingToken.objects.create(
+        user_id=user_id,
+        jti=token[api_settings.JTI_CLAIM],
+        token=str(token),
+        created_at=token.current_time,
+        expires_at=datetime_from_epoch(token["exp"]),
+    )
+    return token
+
+
+def issue_session_tokens(
+    *, user, device_name: str = "", user_agent: str = "", ip: str | None = None, method: str = "password"
+) -> tuple[str, str, Session]:
+    """Start a session for an authenticated user; returns (access, refresh, session)."""
+    now = timezone.now()
+    with transaction.atomic():
+        session = Session.objects.create(
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            refresh_expires_at=now + settings.JWT_REFRESH_LIFETIME,
+            method=method,
+            **_client_fields(device_name=device_name, user_agent=user_agent, ip=ip),
+        )
+        refresh = _new_refresh_token(user_id=user.id, session=session)
+    return str(refresh.access_token), str(refresh), session
+
+
+def decode_refresh_token(raw: str) -> dict:
+    """The payload of a refresh token with a valid signature, expiry and type; else TokenInvalid.
+
+    `RefreshToken(raw)` would also consult the blacklist and fail with a generic error; rotation
+    must tell reuse apart from an invalid token, so it checks the blacklist itself under the lock.
+    """
+    try:
+        payload = token_backend.decode(str(raw), verify=True)
+    except TokenBackendError as error:
+        raise TokenInvalid() from error
+    if payload.get(api_settings.TOKEN_TYPE_CLAIM) != "refresh" or not payload.get(api_settings.JTI_CLAIM):
+        raise TokenInvalid()
+    try:
+        payload[SESSION_CLAIM] = uuid.UUID(str(payload.get(SESSION_CLAIM)))
+    except ValueError as error:
+        raise TokenInvalid() from error
+    return payload
+
+
+def rotate_refresh_token(*, refresh: str) -> tuple[str, str, Session]:
+    """Exchange a refresh token for a new pair; a rotated token used again revokes its family."""
+    payload = decode_refresh_token(refresh)
+    jti = payload[api_settings.JTI_CLAIM]
+    with transaction.atomic():
+        session = Session.objects.select_for_update().filter(id=payload[SESSION_CLAIM], user__is_active=True).first()
+        outstanding = OutstandingToken.objects.filter(jti=jti, user_id=session.user_id if session else None).first()
+        if session is None or outstanding is None or session.revoked_at is not None:
+            raise TokenInvalid()
+        if BlacklistedToken.objects.filter(token=outstanding).exists():
+            _revoke(session, reason="token_reused")
+            reused = True
+        else:
+            reused = False
+            BlacklistedToken.objects.create(token=outstanding)
+            now = timezone.now()
+            session.last_used_at = now
+            session.refresh_expires_at = now + settings.JWT_REFRESH_LIFETIME
+            session.save(update_fields=["last_used_at", "refresh_expires_at"])
+            new_refresh = _new_refresh_token(user_id=session.user_id, session=session)
+    if reused:
+        # Raised after the block so the revocation commits.
+        raise TokenReused()
+    return str(new_refresh.access_token), str(new_refresh), session
+
+
+def _revoke(session: Session, *, reason: str) -> None:
+    """Mark one session revoked (caller holds a transaction); its cached state follows on commit."""
+    if session.revoked_at is None:
+        session.revoked_at = timezone.now()
+        session.revoked_reason = reason
+        session.save(update_fields=["revoked_at", "revoked_reason"])
+    forget_session_states([session.id])
+
+
+def forget_session_states(session_ids) -> None:
+    """Drop cached states now and record "revoked" once the transaction commits."""
+    keys = [SESSION_STATE_KEY.format(session_id=session_id) for session_id in session_ids]
+    if not keys:
+        return
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.set_many({key: REVOKED for key in keys}, timeout=_state_timeout()))
+
+
+def revoke_sessions(*, user_id, reason: str, except_session_id=None) -> int:
+    """Revoke every live session of a user (optionally sparing one); returns how many."""
+    with transaction.atomic():
+        live = Session.objects.filter(user_id=user_id, revoked_at__isnull=True)
+        if except_session_id is not None:
+            live = live.exclude(id=except_session_id)
+        session_ids = list(live.select_for_update().values_list("id", flat=True))
+        Session.objects.filter(id__in=session_ids).update(revoked_at=timezone.now(), revoked_reason=reason)
+        forget_session_states(session_ids)
+    return len(session_ids)
+
+
+def revoke_session_by_id(*, session_id, reason: str) -> None:
+    with transaction.atomic():
+        session = Session.objects.select_for_update().filter(id=session_id).first()
+        if session is not None:
+            _revoke(session, reason=reason)
+
+
+def is_session_active(session_id) -> bool:
+    """Cache first; on a miss one lookup, remembered with `add` so a racing revocation wins."""
+    key = SESSION_STATE_KEY.format(session_id=session_id)
+    state = cache.get(key)
+    if state is None:
+        row = Session.objects.filter(id=session_id).values_list("revoked_at", "user__is_active").first()
+        state = ACTIVE if row is not None and row[0] is None and row[1] else REVOKED
+        cache.add(key, state, timeout=_state_timeout())
+    return state == ACTIVE
