@@ -400,3 +400,20 @@ def test_preferences_save_the_analytics_opt_in(browser_page, shot):
     expect(page.get_by_label("Product update emails")).not_to_be_checked()
     shot(page, "preferences-saved")
     assert get_analytics_opt_in(user_id=user.id) is True
+
+
+def test_profile_email_change_waits_for_confirmation(browser_page, shot, mailoutbox):
+    UserFactory(email="other@example.com")
+    UserFactory(email="mover@example.com")
+    page = browser_page
+    log_in(page, "mover@example.com")
+    page.get_by_label("Email", exact=True).fill("other@example.com")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.locator("#id_email_error")).to_contain_text("already used by another account")
+    shot(page, "email-taken")
+    page.get_by_label("Email", exact=True).fill("moved@example.com")
+    page.get_by_role("button", name="Save profile").click()
+    expect(page.get_by_role("status")).to_contain_text("We sent a confirmation link to moved@example.com.")
+    expect(page.get_by_label("Email", exact=True)).to_have_value("mover@example.com")
+    assert mailoutbox[-1].to == ["moved@example.com"]
+    shot(page, "email-change-requested")
