@@ -9,8 +9,6 @@ from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJ
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 
-# A module import: DRF loads this class while rest_framework.views (used by accounts.sessions) loads.
-from accounts import sessions
 from chatfocus.logging import bind_user_id
 
 
@@ -58,6 +56,10 @@ class JWTAuthentication(SimpleJWTAuthentication):
         return result
 
     def get_user(self, validated_token) -> TokenUser:
+        # Imported here: DRF loads this class while rest_framework.views loads, and accounts.sessions
+        # needs chatfocus.exceptions, which imports rest_framework.views.
+        from accounts import sessions
+
         try:
             user_id = uuid.UUID(str(validated_token[api_settings.USER_ID_CLAIM]))
             session_id = uuid.UUID(str(validated_token[sessions.SESSION_CLAIM]))

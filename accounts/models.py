@@ -43,6 +43,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="Can log into the admin site.")
     date_joined = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # An email change waiting for its confirmation link; `email` changes when it is opened.
+    pending_email = models.EmailField(max_length=254, blank=True)
 
     objects = UserManager()
 

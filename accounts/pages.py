@@ -2,7 +2,6 @@
 
 import json
 
-from allauth.account.utils import has_verified_email
 from allauth.socialaccount.views import ConnectionsView
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -85,7 +84,7 @@ def profile(request):
         {
             "profile_form": profile_form,
             "preferences_form": preferences_form,
-            "email_verified": has_verified_email(user, user.email),
+            "email_verified": accounts_services.is_email_verified(user=user),
         },
     )
 

@@ -1,16 +1,56 @@
 """Account verbs; other apps call these, never accounts' models."""
 
+import re
+from datetime import timedelta
+
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import default_token_generator
+from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+from allauth.account.utils import url_str_to_user_pk, user_pk_to_url_str
+from allauth.socialaccount.models import SocialAccount
+from django.contrib.auth import password_validation
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import update_last_login
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from accounts import ratelimits
 from accounts.models import Preferences, Session, User
 from accounts.sessions import issue_session_tokens  # noqa: F401  (callers import it from services)
-from accounts.sessions import revoke_session_by_id
-from chatfocus.exceptions import NotFound
+from accounts.sessions import (
+    SESSION_CLAIM,
+    decode_refresh_token,
+    forget_session_states,
+    revoke_session_by_id,
+    revoke_sessions,
+    rotate_refresh_token,
+)
+from chatfocus import metrics
+from chatfocus.emails import send_templated_email
+from chatfocus.exceptions import InvalidCredentials, NotFound, PermissionDenied, RateLimited, ValidationFailed
 
 PREFERENCE_FIELDS = ("analytics_opt_in", "product_emails", "marketing_emails", "locale", "timezone")
+PROFILE_FIELDS = ("name", "email", "locale", "timezone")
 OPT_IN_CACHE_KEY = "accounts:analytics_opt_in:{user_id}"
+# Accounts without a password prove who they are by a login this recent.
+RECENT_LOGIN = timedelta(minutes=10)
+RESET_TOKEN = re.compile(r"([0-9A-Za-z]+)-(.+)")
+
+
+# --- Users, preferences, profile ------------------------------------------------------------
+
+
+def get_user(*, user_id) -> User:
+    """The user row (for endpoints that need more than the id the access token carries)."""
+    user = User.objects.filter(id=user_id, is_active=True).first()
+    if user is None:
+        raise NotFound("This account no longer exists.")
+    return user
 
 
 def get_preferences(*, user) -> Preferences:
@@ -42,12 +82,191 @@ def get_analytics_opt_in(*, user_id) -> bool:
     return opted_in
 
 
-def get_user(*, user_id) -> User:
-    """The user row (for endpoints that need more than the id the access token carries)."""
-    user = User.objects.filter(id=user_id, is_active=True).first()
+def is_email_verified(*, user) -> bool:
+    return EmailAddress.objects.filter(user_id=user.id, email__iexact=user.email, verified=True).exists()
+
+
+def get_profile(*, user) -> dict:
+    """What `GET /api/users/me` shows: the account, its locale/timezone, tier and login methods."""
+    from billing.services import get_entitlements
+
+    row = get_user(user_id=user.id)
+    preferences = get_preferences(user=row)
+    return {
+        "id": row.id,
+        "email": row.email,
+        "pending_email": row.pending_email or None,
+        "name": row.name,
+        "locale": preferences.locale,
+        "timezone": preferences.timezone,
+        "email_verified": is_email_verified(user=row),
+        "date_joined": row.date_joined,
+        "tier": get_entitlements(user=row).tier,
+        "has_password": row.has_usable_password(),
+        "social_accounts": [
+            {"provider": account.provider, "uid": account.uid, "date_joined": account.date_joined}
+            for account in SocialAccount.objects.filter(user_id=row.id).order_by("date_joined")
+        ],
+    }
+
+
+def update_profile(*, user, **changes) -> User:
+    """Change name, locale, timezone; a new email is only requested here and applied on confirmation."""
+    unknown = set(changes) - set(PROFILE_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown profile fields: {sorted(unknown)}")
+    row = get_user(user_id=user.id)
+    with transaction.atomic():
+        if "name" in changes and changes["name"] != row.name:
+            row.name = changes["name"]
+            row.save(update_fields=["name", "updated_at"])
+        localisation = {name: changes[name] for name in ("locale", "timezone") if name in changes}
+        if localisation:
+            update_preferences(user=row, **localisation)
+        email = User.objects.normalize_email(changes.get("email"))
+        if email and email != row.email:
+            _request_email_change(user=row, email=email)
+    return row
+
+
+def _request_email_change(*, user: User, email: str) -> None:
+    if User.objects.filter(email__iexact=email).exclude(id=user.id).exists():
+        raise ValidationFailed(fields={"email": ["This email address is already used by another account."]})
+    if user.pending_email:
+        EmailAddress.objects.filter(user=user, email__iexact=user.pending_email, verified=False).delete()
+    address, _ = EmailAddress.objects.get_or_create(user=user, email=email, defaults={"primary": False})
+    user.pending_email = email
+    user.save(update_fields=["pending_email", "updated_at"])
+    if address.verified:
+        confirm_email_address(email_address=address)
+    else:
+        address.send_confirmation(None, signup=False)
+
+
+def confirm_email_address(*, email_address: EmailAddress) -> bool:
+    """Mark an address verified (the link was opened); a pending email change becomes the account's email.
+
+    False when another account already owns the address.
+    """
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(id=email_address.user_id)
+        if User.objects.filter(email__iexact=email_address.email).exclude(id=user.id).exists():
+            return False
+        if not email_address.set_verified(commit=True):
+            return False
+        if user.pending_email and user.pending_email.lower() == email_address.email.lower():
+            EmailAddress.objects.filter(user=user).exclude(id=email_address.id).delete()
+            user.pending_email = ""
+            user.save(update_fields=["pending_email", "updated_at"])
+            email_address.user = user
+            email_address.set_as_primary()  # also sets user.email
+        else:
+            email_address.set_as_primary(conditional=True)
+    return True
+
+
+def verify_email(*, key: str) -> None:
+    """Apply the key from a verification email (the API twin of allauth's confirm page)."""
+    confirmation = EmailConfirmationHMAC.from_key(key)
+    if confirmation is None:
+        raise ValidationFailed(fields={"key": ["This confirmation link is invalid, expired or already used."]})
+    if not confirm_email_address(email_address=confirmation.email_address):
+        raise ValidationFailed(fields={"key": ["This email address is already used by another account."]})
+
+
+def resend_verification_email(*, user) -> None:
+    """Send the verification email again (the pending new address first, else the current one)."""
+    row = get_user(user_id=user.id)
+    ratelimits.hit(scope="verify_resend_account", key=str(row.id))
+    email = row.pending_email or row.email
+    address, _ = EmailAddress.objects.get_or_create(
+        user=row, email=email, defaults={"primary": email == row.email, "verified": False}
+    )
+    if not address.verified:
+        address.send_confirmation(None, signup=False)
+
+
+# --- Registration, login, tokens ------------------------------------------------------------
+
+
+def _validate_password(password: str, *, user: User, field: str) -> None:
+    try:
+        password_validation.validate_password(password, user=user)
+    except DjangoValidationError as error:
+        raise ValidationFailed(fields={field: list(error.messages)}) from error
+
+
+def register_user(*, email: str, password: str, name: str = "", ip: str = "") -> None:
+    """Create an account and send its verification email; an existing email gets a notice instead.
+
+    The caller answers the same in both cases, so registration reveals nothing about who has an account.
+    """
+    ratelimits.hit(scope="register_ip", key=ip)
+    email = User.objects.normalize_email(email)
+    _validate_password(password, user=User(email=email, name=name), field="password")
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(email=email, password=password, name=name)
+                Preferences.objects.create(user=user)
+                address = EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
+                address.send_confirmation(None, signup=True)
+        except IntegrityError:  # a concurrent registration of the same address won
+            existing = User.objects.filter(email__iexact=email).first()
+        else:
+            metrics.SIGNUPS.labels(method="password").inc()
+            return
+    make_password(password)  # the same hashing work as a new account, so timing tells nothing either
+    get_adapter().send_mail("account/email/account_already_exists", existing.email, {"user": existing})
+
+
+def login_user(*, email: str, password: str, device_name: str = "", user_agent: str = "", ip: str = ""):
+    """Check the password and start a session; returns (user, access, refresh).
+
+    The same InvalidCredentials for an unknown email and a wrong password. Failures count per
+    account; past the limit even the right password is refused until the window ends.
+    """
+    email = User.objects.normalize_email(email)
+    try:
+        ratelimits.hit(scope="login_ip", key=ip)
+        ratelimits.check(scope="login_failures_account", key=email)
+    except RateLimited:
+        metrics.LOGINS.labels(method="password", outcome="rate_limited").inc()
+        raise
+    # ModelBackend hashes the password even for unknown emails (same timing) and upgrades old hashes.
+    user = ModelBackend().authenticate(None, email=email, password=password)
     if user is None:
-        raise NotFound("This account no longer exists.")
-    return user
+        ratelimits.record(scope="login_failures_account", key=email)
+        metrics.LOGINS.labels(method="password", outcome="failure").inc()
+        raise InvalidCredentials()
+    ratelimits.clear(scope="login_failures_account", key=email)
+    access, refresh = start_session(user=user, device_name=device_name, user_agent=user_agent, ip=ip)
+    metrics.LOGINS.labels(method="password", outcome="success").inc()
+    return user, access, refresh
+
+
+def start_session(*, user: User, device_name: str, user_agent: str, ip: str, method: str = "password"):
+    """Record the login and issue a token pair; returns (access, refresh)."""
+    update_last_login(None, user)
+    access, refresh, _ = issue_session_tokens(
+        user=user, device_name=device_name, user_agent=user_agent, ip=ip, method=method
+    )
+    return access, refresh
+
+
+def refresh_tokens(*, refresh: str) -> tuple[str, str]:
+    """Rotate a refresh token (see accounts.sessions); returns the new (access, refresh)."""
+    payload = decode_refresh_token(refresh)
+    ratelimits.hit(scope="refresh_session", key=str(payload[SESSION_CLAIM]))
+    access, new_refresh, _ = rotate_refresh_token(refresh=refresh)
+    return access, new_refresh
+
+
+def logout_session(*, refresh: str) -> None:
+    """End the session the refresh token belongs to (idempotent)."""
+    payload = decode_refresh_token(refresh)
+    revoke_session_by_id(session_id=payload[SESSION_CLAIM], reason="logout")
 
 
 def list_sessions(*, user) -> QuerySet[Session]:
@@ -62,3 +281,163 @@ def revoke_session(*, user, session_id) -> None:
     if not Session.objects.filter(id=session_id, user_id=user.id, revoked_at__isnull=True).exists():
         raise NotFound("No such session.")
     revoke_session_by_id(session_id=session_id, reason="revoked")
+
+
+# --- Passwords ------------------------------------------------------------------------------
+
+
+def _confirm_identity(*, user, row: User, password: str | None, field: str) -> None:
+    """The password when the account has one, else a login within RECENT_LOGIN (OAuth-only accounts).
+
+    `user` may be the API's token user: then the login is the one that started its session.
+    """
+    if row.has_usable_password():
+        ratelimits.check(scope="login_failures_account", key=row.email)
+        if not password or not row.check_password(password):
+            ratelimits.record(scope="login_failures_account", key=row.email)
+            raise ValidationFailed(fields={field: ["Your password is incorrect."]})
+        return
+    session_id = getattr(user, "session_id", None)
+    if session_id is not None:
+        logged_in_at = Session.objects.filter(id=session_id).values_list("created_at", flat=True).first()
+    else:
+        logged_in_at = row.last_login
+    if logged_in_at is None or timezone.now() - logged_in_at > RECENT_LOGIN:
+        raise PermissionDenied("For your security, log in again first (this needs a login from the last 10 minutes).")
+
+
+def set_user_password(*, user: User, password: str, keep_session_id=None) -> None:
+    """Store a new password and sign out every session (but the one given)."""
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password", "updated_at"])
+        revoke_sessions(user_id=user.id, reason="password_change", except_session_id=keep_session_id)
+
+
+def change_password(*, user, current_password: str | None, new_password: str) -> None:
+    """Change the password; every other session is signed out."""
+    row = get_user(user_id=user.id)
+    _confirm_identity(user=user, row=row, password=current_password, field="current_password")
+    _validate_password(new_password, user=row, field="new_password")
+    set_user_password(user=row, password=new_password, keep_session_id=getattr(user, "session_id", None))
+
+
+def request_password_reset(*, email: str, ip: str = "") -> None:
+    """Email a single-use reset link (allauth's token) if the account exists; silent otherwise."""
+    email = User.objects.normalize_email(email)
+    ratelimits.hit(scope="forgot_ip", key=ip)
+    ratelimits.hit(scope="forgot_email", key=email)
+    user = User.objects.filter(email__iexact=email, is_active=True).first()
+    if user is None:
+        return
+    adapter = get_adapter()
+    temp_key = default_token_generator.make_token(user)
+    token = f"{user_pk_to_url_str(user)}-{temp_key}"
+    context = {"user": user, "password_reset_url": adapter.get_reset_password_from_key_url(token)}
+    adapter.send_password_reset_mail(user, user.email, context)
+
+
+def reset_password(*, token: str, password: str) -> None:
+    """Set a new password from a reset token; all sessions end and the email counts as verified."""
+    user = _user_for_reset_token(token)
+    _validate_password(password, user=user, field="password")
+    with transaction.atomic():
+        set_user_password(user=user, password=password)
+        # Opening the link proved the mailbox is the user's.
+        EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=False).update(verified=True)
+    ratelimits.clear(scope="login_failures_account", key=user.email)
+
+
+def _user_for_reset_token(token: str) -> User:
+    invalid = ValidationFailed(
+        fields={"token": ["This reset link is invalid, expired or already used. Ask for a new one."]}
+    )
+    match = RESET_TOKEN.fullmatch(token or "")
+    if match is None:
+        raise invalid
+    try:
+        user = User.objects.filter(pk=url_str_to_user_pk(match.group(1)), is_active=True).first()
+    except (DjangoValidationError, ValueError):
+        user = None
+    if user is None or not default_token_generator.check_token(user, match.group(2)):
+        raise invalid
+    return user
+
+
+# --- Export and deletion --------------------------------------------------------------------
+
+
+def export_user_data(*, user) -> dict:
+    """Everything stored about the user, each app contributing through its own service."""
+    from analytics.services import export_user_events
+    from billing.services import export_billing_data
+    from syncsettings.services import export_sync_data
+
+    row = get_user(user_id=user.id)
+    preferences = get_preferences(user=row)
+    return {
+        "exported_at": timezone.now().isoformat(),
+        "user": {
+            "id": str(row.id),
+            "email": row.email,
+            "pending_email": row.pending_email or None,
+            "name": row.name,
+            "email_verified": is_email_verified(user=row),
+            "has_password": row.has_usable_password(),
+            "date_joined": row.date_joined.isoformat(),
+            "last_login": row.last_login.isoformat() if row.last_login else None,
+        },
+        "preferences": {name: getattr(preferences, name) for name in PREFERENCE_FIELDS},
+        "email_addresses": [
+            {"email": address.email, "verified": address.verified, "primary": address.primary}
+            for address in EmailAddress.objects.filter(user=row).order_by("id")
+        ],
+        "sessions": [
+            {
+                "id": str(session.id),
+                "device_name": session.device_name,
+                "user_agent": session.user_agent,
+                "ip_address": session.ip_address,
+                "method": session.method,
+                "created_at": session.created_at.isoformat(),
+                "last_used_at": session.last_used_at.isoformat(),
+                "revoked_at": session.revoked_at.isoformat() if session.revoked_at else None,
+            }
+            for session in Session.objects.filter(user=row).order_by("created_at")
+        ],
+        "social_accounts": [
+            {
+                "provider": account.provider,
+                "uid": account.uid,
+                "date_joined": account.date_joined.isoformat(),
+                "last_login": account.last_login.isoformat(),
+                "extra_data": account.extra_data,
+            }
+            for account in SocialAccount.objects.filter(user=row).order_by("date_joined")
+        ],
+        "sync": export_sync_data(user=row),
+        "analytics_events": export_user_events(user=row),
+        "billing": export_billing_data(user=row),
+    }
+
+
+def delete_account(*, user, password: str | None = None) -> None:
+    """Cancel billing, erase sync data, events, sessions and tokens, then the user; a goodbye email follows."""
+    from analytics.services import delete_user_events
+    from billing.services import cancel_for_deleted_user
+    from syncsettings.services import delete_sync_data
+
+    row = get_user(user_id=user.id)
+    _confirm_identity(user=user, row=row, password=password, field="password")
+    email, name = row.email, row.name
+    with transaction.atomic():
+        # First: if the payment provider fails, nothing else is deleted and the user can retry.
+        cancel_for_deleted_user(user=row)
+        delete_sync_data(user=row)
+        delete_user_events(user=row)
+        forget_session_states(list(Session.objects.filter(user=row).values_list("id", flat=True)))
+        # simplejwt keeps token records when a user goes (SET_NULL): remove them with the account.
+        OutstandingToken.objects.filter(user=row).delete()
+        row.delete()  # cascades to sessions, preferences, email addresses, social accounts
+        cache.delete(OPT_IN_CACHE_KEY.format(user_id=user.id))
+        send_templated_email(to=email, template="goodbye", context={"name": name})

@@ -14,6 +14,7 @@ a miss. Revocation deletes the cached state in the same transaction and writes "
 commit, so a revoked session's access tokens fail immediately.
 """
 
+import ipaddress
 import uuid
 
 from django.conf import settings
@@ -49,10 +50,14 @@ def _state_timeout() -> int:
 
 
 def _client_fields(*, device_name: str, user_agent: str, ip: str | None) -> dict:
+    try:
+        ip_address = str(ipaddress.ip_address((ip or "").strip()))
+    except ValueError:  # absent, or a proxy chain string when NUM_PROXIES is not configured
+        ip_address = None
     return {
         "device_name": (device_name or "").strip()[:100],
         "user_agent": (user_agent or "")[:400],
-        "ip_address": ip or None,
+        "ip_address": ip_address,
     }
 
 

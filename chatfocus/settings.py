@@ -189,6 +189,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ChatFocus] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if not DEBUG else "http"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Password reset links (allauth's token generator) work once and expire after an hour.
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 SOCIALACCOUNT_PROVIDERS = {
@@ -220,6 +223,7 @@ RATE_LIMITS = {
     "forgot_email": env("RATE_LIMIT_FORGOT_EMAIL", default="3/3600"),
     "forgot_ip": env("RATE_LIMIT_FORGOT_IP", default="10/3600"),
     "refresh_session": env("RATE_LIMIT_REFRESH_SESSION", default="60/60"),
+    "verify_resend_account": env("RATE_LIMIT_VERIFY_RESEND_ACCOUNT", default="3/3600"),
 }
 
 # --- Email ----------------------------------------------------------------------------------

@@ -1,8 +1,93 @@
 """Input validation and output shapes of the accounts API."""
 
+import re
+import zoneinfo
+from urllib.parse import unquote, urlsplit
+
 from rest_framework import serializers
 
 from accounts.models import Session
+
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+PASSWORD = {"trim_whitespace": False, "max_length": 4096, "style": {"input_type": "password"}}
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown keys are an error, not silently ignored (a typo must not look like a saved change)."""
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+def _last_path_segment(value: str, marker: str) -> str:
+    """Accept a whole link from an email as well as the bare key/token it carries."""
+    value = value.strip()
+    if value.startswith(("http://", "https://")):
+        path = urlsplit(value).path
+        if marker in path:
+            return unquote(path.split(marker, 1)[1].strip("/"))
+    return value
+
+
+# --- Auth -------------------------------------------------------------------------------
+
+
+class RegisterSerializer(StrictSerializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(**PASSWORD)
+    name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class LoginSerializer(StrictSerializer):
+    email = serializers.CharField(max_length=254)
+    password = serializers.CharField(**PASSWORD)
+    device_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class RefreshSerializer(StrictSerializer):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class ForgotPasswordSerializer(StrictSerializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class ResetPasswordSerializer(StrictSerializer):
+    token = serializers.CharField(max_length=1024, help_text="The token from the reset link, or the whole link.")
+    password = serializers.CharField(**PASSWORD)
+
+    def validate_token(self, value):
+        return _last_path_segment(value, "/password/reset/key/")
+
+
+class VerifyEmailSerializer(StrictSerializer):
+    key = serializers.CharField(max_length=1024, help_text="The key from the confirmation link, or the whole link.")
+
+    def validate_key(self, value):
+        return _last_path_segment(value, "/confirm-email/")
+
+
+class ChangePasswordSerializer(StrictSerializer):
+    current_password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Required when the account has a password; accounts without one need a login from the last 10 minutes.",
+        **PASSWORD,
+    )
+    new_password = serializers.CharField(**PASSWORD)
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -14,3 +99,70 @@ class SessionSerializer(serializers.ModelSerializer):
 
     def get_current(self, session) -> bool:
         return session.id == getattr(self.context["request"].user, "session_id", None)
+
+
+# --- Users ------------------------------------------------------------------------------
+
+
+def validate_locale(value: str) -> str:
+    if not LOCALE.match(value):
+        raise serializers.ValidationError("Use a language tag such as en, de or pt-BR.")
+    return value
+
+
+def validate_timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise serializers.ValidationError("Use an IANA time zone such as Europe/Berlin or UTC.")
+    return value
+
+
+class SocialAccountSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    uid = serializers.CharField()
+    date_joined = serializers.DateTimeField()
+
+
+class ProfileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    pending_email = serializers.EmailField(
+        allow_null=True, help_text="A new address waiting for confirmation; `email` changes once it is confirmed."
+    )
+    name = serializers.CharField()
+    locale = serializers.CharField()
+    timezone = serializers.CharField()
+    email_verified = serializers.BooleanField()
+    date_joined = serializers.DateTimeField()
+    tier = serializers.CharField()
+    has_password = serializers.BooleanField()
+    social_accounts = SocialAccountSerializer(many=True)
+
+
+class ProfileUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=150, allow_blank=True)
+    email = serializers.EmailField(
+        max_length=254, help_text="A new address gets a confirmation link and is used once it is confirmed."
+    )
+    locale = serializers.CharField(max_length=35, validators=[validate_locale])
+    timezone = serializers.CharField(max_length=64, validators=[validate_timezone])
+
+
+class LoginResultSerializer(TokenPairSerializer):
+    user = ProfileSerializer()
+
+
+class PreferencesSerializer(StrictSerializer):
+    analytics_opt_in = serializers.BooleanField()
+    product_emails = serializers.BooleanField()
+    marketing_emails = serializers.BooleanField()
+    locale = serializers.CharField(max_length=35, validators=[validate_locale])
+    timezone = serializers.CharField(max_length=64, validators=[validate_timezone])
+
+
+class DeleteAccountSerializer(StrictSerializer):
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Required when the account has a password; accounts without one need a login from the last 10 minutes.",
+        **PASSWORD,
+    )

@@ -1,0 +1,73 @@
+"""allauth adapters: the one place where allauth's flows meet ChatFocus (emails, links, email changes)."""
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
+from django.conf import settings
+from django.contrib import messages
+from django.urls import reverse
+
+from chatfocus.emails import send_templated_email
+
+# allauth's email templates → ours, so hosted pages and the API send the same emails.
+TEMPLATES = {
+    "account/email/email_confirmation_signup": "verify_email",
+    "account/email/email_confirmation": "verify_email",
+    "account/email/password_reset_key": "password_reset",
+    "account/email/account_already_exists": "account_exists",
+}
+
+
+def absolute_url(path: str) -> str:
+    """A link for an email: the host of the current request, else API_URL (Celery, shell, services)."""
+    request = context.request
+    return request.build_absolute_uri(path) if request is not None else settings.API_URL + path
+
+
+def password_reset_lifetime_hours() -> int:
+    return max(1, settings.PASSWORD_RESET_TIMEOUT // 3600)
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def send_mail(self, template_prefix, email, context):
+        template = TEMPLATES.get(template_prefix)
+        if template is None:
+            return super().send_mail(template_prefix, email, context)
+        user = context.get("user")
+        send_templated_email(
+            to=email,
+            template=template,
+            context={
+                "name": (user.name if user is not None else "") or "",
+                "signup": template_prefix.endswith("_signup"),
+                "activate_url": context.get("activate_url", ""),
+                "password_reset_url": context.get("password_reset_url") or absolute_url(reverse("account_reset_password")),
+                "login_url": absolute_url(reverse("account_login")),
+                "reset_hours": password_reset_lifetime_hours(),
+            },
+        )
+
+    def get_email_confirmation_url(self, request, emailconfirmation):
+        return absolute_url(reverse("account_confirm_email", args=[emailconfirmation.key]))
+
+    def get_reset_password_from_key_url(self, key):
+        path = reverse("account_reset_password_from_key", kwargs={"uidb36": "UID", "key": "KEY"})
+        return absolute_url(path.replace("UID-KEY", key))
+
+    def confirm_email(self, request, email_address):
+        """The confirm page (link in the email) applies a pending email change like the API does."""
+        from accounts.services import confirm_email_address
+
+        confirmed = confirm_email_address(email_address=email_address)
+        if confirmed:
+            self.add_message(request, messages.SUCCESS, "account/messages/email_confirmed.txt", {"email": email_address.email})
+        else:
+            self.add_message(
+                request, messages.ERROR, "account/messages/email_confirmation_failed.txt", {"email": email_address.email}
+            )
+        return confirmed
+
+    def set_password(self, user, password):
+        """Hosted password change and reset sign out every API session too."""
+        from accounts.services import set_user_password
+
+        set_user_password(user=user, password=password)
