@@ -1,11 +1,18 @@
 """allauth adapters: the one place where allauth's flows meet ChatFocus (emails, links, email changes)."""
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
 from allauth.core import context
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.providers.base import AuthError
 from django.conf import settings
 from django.contrib import messages
 from django.urls import reverse
 
+from accounts import oauth
+from accounts.models import User
+from chatfocus import metrics
 from chatfocus.emails import send_templated_email
 
 # allauth's email templates → ours, so hosted pages and the API send the same emails.
@@ -71,3 +78,49 @@ class AccountAdapter(DefaultAccountAdapter):
         from accounts.services import set_user_password
 
         set_user_password(user=user, password=password)
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    """Google/GitHub logins: link only verified emails on both sides; extension logins end at its redirect URI."""
+
+    def can_authenticate_by_email(self, login, email):
+        # allauth would also log into an account whose owner never verified this address (and wipe
+        # its password); we never link to an unverified account: its creator may not own the mailbox.
+        return super().can_authenticate_by_email(login, email) and EmailAddress.objects.filter(
+            email__iexact=email, verified=True
+        ).exists()
+
+    def pre_social_login(self, request, sociallogin):
+        if sociallogin.is_existing or not oauth.is_extension_login(request):
+            return
+        if not any(address.verified for address in sociallogin.email_addresses):
+            self._refuse(request, "email_not_verified")
+        emails = [address.email for address in sociallogin.email_addresses]
+        if User.objects.filter(email__in=[email.lower() for email in emails]).exists():
+            # An account with this address exists but never verified it: not linked.
+            self._refuse(request, "account_not_linkable")
+
+    def _refuse(self, request, error):
+        response = oauth.oauth_error_redirect(request, error)
+        if response is not None:
+            raise ImmediateHttpResponse(response)
+
+    def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
+        if "state" not in (extra_context or {}):
+            code = "state_mismatch"
+        elif error in (AuthError.CANCELLED, AuthError.DENIED):
+            code = "access_denied"
+        else:
+            code = "provider_error"
+        self._refuse(request, code)
+
+    def populate_user(self, request, sociallogin, data):
+        user = super().populate_user(request, sociallogin, data)
+        full_name = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part)
+        user.name = (data.get("name") or full_name or "")[:150]
+        return user
+
+    def save_user(self, request, sociallogin, form=None):
+        user = super().save_user(request, sociallogin, form)
+        metrics.SIGNUPS.labels(method=sociallogin.account.provider).inc()
+        return user

@@ -21,6 +21,7 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts import ratelimits
 from accounts.models import Preferences, Session, User
+from accounts.oauth import redeem_oauth_code
 from accounts.sessions import issue_session_tokens  # noqa: F401  (callers import it from services)
 from accounts.sessions import (
     SESSION_CLAIM,
@@ -253,6 +254,20 @@ def start_session(*, user: User, device_name: str, user_agent: str, ip: str, met
         user=user, device_name=device_name, user_agent=user_agent, ip=ip, method=method
     )
     return access, refresh
+
+
+def login_with_oauth_code(*, code: str, redirect_uri: str | None = None, device_name: str = "",
+                          user_agent: str = "", ip: str = ""):
+    """Exchange the one-time code of an extension OAuth login for a session; returns (user, access, refresh)."""
+    grant = redeem_oauth_code(code=code, redirect_uri=redirect_uri)
+    user = User.objects.filter(id=grant["user_id"], is_active=True).first()
+    if user is None:
+        raise ValidationFailed(fields={"code": ["This account no longer exists."]})
+    access, refresh = start_session(
+        user=user, device_name=device_name, user_agent=user_agent, ip=ip, method=grant["provider"]
+    )
+    metrics.LOGINS.labels(method=grant["provider"], outcome="success").inc()
+    return user, access, refresh
 
 
 def refresh_tokens(*, refresh: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 from rest_framework import serializers
 
 from accounts.models import Session
+from accounts.oauth import is_allowed_redirect_uri
 
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 PASSWORD = {"trim_whitespace": False, "max_length": 4096, "style": {"input_type": "password"}}
@@ -166,3 +167,22 @@ class DeleteAccountSerializer(StrictSerializer):
         help_text="Required when the account has a password; accounts without one need a login from the last 10 minutes.",
         **PASSWORD,
     )
+
+
+class OAuthStartSerializer(StrictSerializer):
+    redirect_uri = serializers.URLField(
+        max_length=2000, help_text="Where the extension waits for the result; must be in OAUTH_REDIRECT_URIS."
+    )
+
+    def validate_redirect_uri(self, value):
+        if not is_allowed_redirect_uri(value):
+            raise serializers.ValidationError("This redirect URI is not allowed.")
+        return value
+
+
+class OAuthTokenSerializer(StrictSerializer):
+    code = serializers.CharField(max_length=200)
+    redirect_uri = serializers.URLField(
+        max_length=2000, required=False, help_text="If sent, must be the redirect URI the code was issued for."
+    )
+    device_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")

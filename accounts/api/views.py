@@ -1,6 +1,7 @@
 """Accounts API: each view parses input, calls one service, shapes the result."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -8,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.api import serializers as s
+from accounts.oauth import finish_oauth_login, start_oauth_login
 from chatfocus.api import error_responses
 from chatfocus.pagination import CursorPagination
 
@@ -25,6 +27,12 @@ def user_agent(request) -> str:
 
 def parse(serializer_class, request, **kwargs):
     serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def parse_query(serializer_class, request):
+    serializer = serializer_class(data=request.query_params.dict())
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -206,6 +214,65 @@ class ChangePasswordView(APIView):
             user=request.user, current_password=data.get("current_password"), new_password=data["new_password"]
         )
         return Response(status=204)
+
+
+class OAuthStartView(PublicView):
+    @extend_schema(
+        operation_id="auth_oauth_start",
+        summary="Log in with Google or GitHub (browser redirect)",
+        description=(
+            "Open in the browser (e.g. `chrome.identity.launchWebAuthFlow`). 302 to the provider; after "
+            "the provider, the browser lands on `redirect_uri?code=<one-time code, 60 s>` (exchange it at "
+            "/api/auth/oauth/token) or `redirect_uri?error=<code>`: `access_denied`, `state_mismatch`, "
+            "`provider_error`, `email_not_verified`, `account_not_linkable` (an account with this email "
+            "exists but never verified it), `login_failed`. `redirect_uri` must be allow-listed "
+            "(OAUTH_REDIRECT_URIS). Uses a short-lived session cookie for the state."
+        ),
+        parameters=[s.OAuthStartSerializer],
+        responses={
+            302: OpenApiResponse(description="Redirect to the provider."),
+            **error_responses(400, 404, 503),
+        },
+        tags=["auth"],
+    )
+    def get(self, request, provider):
+        data = parse_query(s.OAuthStartSerializer, request)
+        return start_oauth_login(request=request._request, provider_id=provider, redirect_uri=data["redirect_uri"])
+
+
+class OAuthCompleteView(PublicView):
+    # The only API view that reads the browser session: allauth logged the browser in there.
+    authentication_classes = [SessionAuthentication]
+
+    @extend_schema(
+        operation_id="auth_oauth_complete",
+        summary="Last hop of the OAuth redirect flow (internal)",
+        description=(
+            "allauth sends the browser here after the provider; it redirects to the extension's "
+            "`redirect_uri` with `code` or `error`. Not called by clients directly."
+        ),
+        responses={302: OpenApiResponse(description="Redirect to the extension."), **error_responses(400)},
+        tags=["auth"],
+    )
+    def get(self, request):
+        return finish_oauth_login(request=request._request)
+
+
+class OAuthTokenView(PublicView):
+    @extend_schema(
+        operation_id="auth_oauth_token",
+        summary="Exchange the one-time OAuth code for a token pair",
+        description="The code works once and for 60 seconds; a used, expired or unknown code is 400.",
+        request=s.OAuthTokenSerializer,
+        responses={200: s.LoginResultSerializer},
+        tags=["auth"],
+    )
+    def post(self, request):
+        data = parse(s.OAuthTokenSerializer, request)
+        user, access, refresh = services.login_with_oauth_code(
+            **data, user_agent=user_agent(request), ip=client_ip(request)
+        )
+        return token_response(user, access, refresh)
 
 
 class SessionListView(APIView):

@@ -18,3 +18,13 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save_password(obj, create, extracted, **kwargs):
         if create:
             obj.save(update_fields=["password"])
+
+
+def access_token_for(session) -> str:
+    """A new access token of an existing session, as a refresh would hand out."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken()
+    token["user_id"] = str(session.user_id)
+    token["sid"] = str(session.id)
+    return str(token)

@@ -14,7 +14,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts.models import Session, User
 from accounts.services import issue_session_tokens
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, access_token_for
 from chatfocus import metrics
 
 pytestmark = pytest.mark.django_db
@@ -412,19 +412,9 @@ def test_oauth_only_account_changes_password_after_a_recent_login(auth_client):
     stale.user.set_unusable_password()
     stale.user.save()
     with time_machine.travel(timezone.now() + timedelta(minutes=11)):
-        stale.credentials(HTTP_AUTHORIZATION="Bearer " + _fresh_access(stale.auth_session))
+        stale.credentials(HTTP_AUTHORIZATION="Bearer " + access_token_for(stale.auth_session))
         response = post(stale, "/api/auth/change-password", {"new_password": NEW_PASSWORD})
     assert response.status_code == 403 and error_code(response) == "permission_denied"
-
-
-def _fresh_access(session):
-    """A new access token of an existing (old) session, as a refresh would give."""
-    from rest_framework_simplejwt.tokens import AccessToken
-
-    token = AccessToken()
-    token["user_id"] = str(session.user_id)
-    token["sid"] = str(session.id)
-    return str(token)
 
 
 # --- forgot / reset password --------------------------------------------------------------
