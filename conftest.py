@@ -38,6 +38,7 @@ def auth_client(db):
     The client's `.user` is the user row, `.auth_session` the accounts Session behind the token (`.session`
     is Django's cookie session) and `.refresh_token` its refresh token.
     """
+
     def make(user=None):
         user = user or UserFactory()
         access, refresh, session = issue_session_tokens(user=user, device_name="pytest", user_agent="pytest")

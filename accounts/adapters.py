@@ -47,7 +47,8 @@ class AccountAdapter(DefaultAccountAdapter):
                 "name": (user.name if user is not None else "") or "",
                 "signup": template_prefix.endswith("_signup"),
                 "activate_url": context.get("activate_url", ""),
-                "password_reset_url": context.get("password_reset_url") or absolute_url(reverse("account_reset_password")),
+                "password_reset_url": context.get("password_reset_url")
+                or absolute_url(reverse("account_reset_password")),
                 "login_url": absolute_url(reverse("account_login")),
                 "reset_hours": password_reset_lifetime_hours(),
             },
@@ -66,10 +67,15 @@ class AccountAdapter(DefaultAccountAdapter):
 
         confirmed = confirm_email_address(email_address=email_address)
         if confirmed:
-            self.add_message(request, messages.SUCCESS, "account/messages/email_confirmed.txt", {"email": email_address.email})
+            self.add_message(
+                request, messages.SUCCESS, "account/messages/email_confirmed.txt", {"email": email_address.email}
+            )
         else:
             self.add_message(
-                request, messages.ERROR, "account/messages/email_confirmation_failed.txt", {"email": email_address.email}
+                request,
+                messages.ERROR,
+                "account/messages/email_confirmation_failed.txt",
+                {"email": email_address.email},
             )
         return confirmed
 
@@ -86,9 +92,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def can_authenticate_by_email(self, login, email):
         # allauth would also log into an account whose owner never verified this address (and wipe
         # its password); we never link to an unverified account: its creator may not own the mailbox.
-        return super().can_authenticate_by_email(login, email) and EmailAddress.objects.filter(
-            email__iexact=email, verified=True
-        ).exists()
+        return (
+            super().can_authenticate_by_email(login, email)
+            and EmailAddress.objects.filter(email__iexact=email, verified=True).exists()
+        )
 
     def pre_social_login(self, request, sociallogin):
         if sociallogin.is_existing or not oauth.is_extension_login(request):

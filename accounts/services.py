@@ -22,11 +22,11 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from accounts import ratelimits
 from accounts.models import Preferences, Session, User
 from accounts.oauth import redeem_oauth_code
-from accounts.sessions import issue_session_tokens  # noqa: F401  (callers import it from services)
 from accounts.sessions import (
     SESSION_CLAIM,
     decode_refresh_token,
     forget_session_states,
+    issue_session_tokens,  # noqa: F401  (callers import it from services)
     revoke_session_by_id,
     revoke_sessions,
     rotate_refresh_token,
@@ -256,8 +256,9 @@ def start_session(*, user: User, device_name: str, user_agent: str, ip: str, met
     return access, refresh
 
 
-def login_with_oauth_code(*, code: str, redirect_uri: str | None = None, device_name: str = "",
-                          user_agent: str = "", ip: str = ""):
+def login_with_oauth_code(
+    *, code: str, redirect_uri: str | None = None, device_name: str = "", user_agent: str = "", ip: str = ""
+):
     """Exchange the one-time code of an extension OAuth login for a session; returns (user, access, refresh)."""
     grant = redeem_oauth_code(code=code, redirect_uri=redirect_uri)
     user = User.objects.filter(id=grant["user_id"], is_active=True).first()
@@ -384,9 +385,10 @@ def _user_for_reset_token(token: str) -> User:
 
 def export_user_data(*, user) -> dict:
     """Everything stored about the user, each app contributing through its own service."""
+    from syncsettings.services import export_sync_data
+
     from analytics.services import export_user_events
     from billing.services import export_billing_data
-    from syncsettings.services import export_sync_data
 
     row = get_user(user_id=user.id)
     preferences = get_preferences(user=row)
@@ -438,9 +440,10 @@ def export_user_data(*, user) -> dict:
 
 def delete_account(*, user, password: str | None = None) -> None:
     """Cancel billing, erase sync data, events, sessions and tokens, then the user; a goodbye email follows."""
+    from syncsettings.services import delete_sync_data
+
     from analytics.services import delete_user_events
     from billing.services import cancel_for_deleted_user
-    from syncsettings.services import delete_sync_data
 
     row = get_user(user_id=user.id)
     _confirm_identity(user=user, row=row, password=password, field="password")

@@ -10,6 +10,7 @@ from accounts.models import Session
 from accounts.oauth import is_allowed_redirect_uri
 
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+RECENT_LOGIN_HELP = "Required if the account has a password; accounts without one need a login in the last 10 minutes."
 PASSWORD = {"trim_whitespace": False, "max_length": 4096, "style": {"input_type": "password"}}
 
 
@@ -85,7 +86,7 @@ class ChangePasswordSerializer(StrictSerializer):
     current_password = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text="Required when the account has a password; accounts without one need a login from the last 10 minutes.",
+        help_text=RECENT_LOGIN_HELP,
         **PASSWORD,
     )
     new_password = serializers.CharField(**PASSWORD)
@@ -164,7 +165,7 @@ class DeleteAccountSerializer(StrictSerializer):
     password = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text="Required when the account has a password; accounts without one need a login from the last 10 minutes.",
+        help_text=RECENT_LOGIN_HELP,
         **PASSWORD,
     )
 

@@ -303,7 +303,9 @@ class SessionDetailView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(operation_id="users_me", summary="Your account", responses={200: s.ProfileSerializer}, tags=["users"])
+    @extend_schema(
+        operation_id="users_me", summary="Your account", responses={200: s.ProfileSerializer}, tags=["users"]
+    )
     def get(self, request):
         return Response(s.ProfileSerializer(services.get_profile(user=request.user)).data)
 
@@ -357,7 +359,10 @@ class ExportView(APIView):
     @extend_schema(
         operation_id="users_me_export",
         summary="Export everything stored about you (JSON)",
-        description="Account, preferences, email addresses, sessions, social accounts, synced settings, usage events, billing.",
+        description=(
+            "Account, preferences, email addresses, sessions, social accounts, synced settings, usage "
+            "events and billing."
+        ),
         responses={200: OpenApiResponse(description="The export document.", response={"type": "object"})},
         tags=["users"],
     )
@@ -367,7 +372,10 @@ class ExportView(APIView):
 
 class PreferencesView(APIView):
     @extend_schema(
-        operation_id="users_me_settings", summary="Your account preferences", responses={200: s.PreferencesSerializer}, tags=["users"]
+        operation_id="users_me_settings",
+        summary="Your account preferences",
+        responses={200: s.PreferencesSerializer},
+        tags=["users"],
     )
     def get(self, request):
         return Response(s.PreferencesSerializer(services.get_preferences(user=request.user)).data)

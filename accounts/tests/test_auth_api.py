@@ -55,7 +55,9 @@ def test_register_creates_an_unverified_account_and_sends_the_verification_email
 ):
     signups = counter(metrics.SIGNUPS, method="password")
     with django_capture_on_commit_callbacks(execute=True):
-        response = post(api_client, "/api/auth/register", {"email": "Ada@Example.com", "password": NEW_PASSWORD, "name": "Ada"})
+        response = post(
+            api_client, "/api/auth/register", {"email": "Ada@Example.com", "password": NEW_PASSWORD, "name": "Ada"}
+        )
     assert response.status_code == 201
     assert set(response.json()) == {"detail"}
     user = User.objects.get(email="ada@example.com")
@@ -85,7 +87,12 @@ def test_register_with_an_existing_email_answers_the_same_and_sends_a_notice(
 
 @pytest.mark.parametrize(
     "password, message",
-    [("short1", "too short"), ("password1234", "too common"), ("8172635409182", "entirely numeric"), ("ada.lovelace", "too similar")],
+    [
+        ("short1", "too short"),
+        ("password1234", "too common"),
+        ("8172635409182", "entirely numeric"),
+        ("ada.lovelace", "too similar"),
+    ],
 )
 def test_register_rejects_weak_passwords(api_client, password, message):
     response = post(api_client, "/api/auth/register", {"email": "ada.lovelace@example.com", "password": password})
@@ -97,8 +104,12 @@ def test_register_rejects_weak_passwords(api_client, password, message):
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"password": NEW_PASSWORD}, "email"), ({"email": "not-an-email", "password": NEW_PASSWORD}, "email"),
-     ({"email": "a@example.com"}, "password"), ({"email": "a@example.com", "password": NEW_PASSWORD, "admin": True}, "admin")],
+    [
+        ({"password": NEW_PASSWORD}, "email"),
+        ({"email": "not-an-email", "password": NEW_PASSWORD}, "email"),
+        ({"email": "a@example.com"}, "password"),
+        ({"email": "a@example.com", "password": NEW_PASSWORD, "admin": True}, "admin"),
+    ],
 )
 def test_register_validation_errors(api_client, body, field):
     response = post(api_client, "/api/auth/register", body)
@@ -109,13 +120,21 @@ def test_register_validation_errors(api_client, body, field):
 def test_register_is_rate_limited_per_ip(api_client):
     limit = int(settings.RATE_LIMITS["register_ip"].split("/")[0])
     for n in range(limit):
-        assert post(api_client, "/api/auth/register", {"email": f"u{n}@example.com", "password": NEW_PASSWORD}).status_code == 201
+        assert (
+            post(api_client, "/api/auth/register", {"email": f"u{n}@example.com", "password": NEW_PASSWORD}).status_code
+            == 201
+        )
     response = post(api_client, "/api/auth/register", {"email": "late@example.com", "password": NEW_PASSWORD})
     assert response.status_code == 429
     assert error_code(response) == "rate_limited"
     assert 0 < int(response["Retry-After"]) <= 3600
     assert not User.objects.filter(email="late@example.com").exists()
-    other_ip = post(api_client, "/api/auth/register", {"email": "other@example.com", "password": NEW_PASSWORD}, REMOTE_ADDR="10.0.0.9")
+    other_ip = post(
+        api_client,
+        "/api/auth/register",
+        {"email": "other@example.com", "password": NEW_PASSWORD},
+        REMOTE_ADDR="10.0.0.9",
+    )
     assert other_ip.status_code == 201
 
 
@@ -373,7 +392,9 @@ def test_revoking_another_session_stops_its_tokens(auth_client):
 def test_change_password_keeps_this_session_and_ends_the_others(auth_client, api_client):
     client = auth_client()
     other_access, other_refresh, _ = issue_session_tokens(user=client.user)
-    response = post(client, "/api/auth/change-password", {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD})
+    response = post(
+        client, "/api/auth/change-password", {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 204
     assert client.get("/api/users/me").status_code == 200
     assert bearer(other_access).get("/api/users/me").status_code == 401
@@ -398,7 +419,9 @@ def test_change_password_wrong_current_password_counts_as_failed_login(auth_clie
     limit = int(settings.RATE_LIMITS["login_failures_account"].split("/")[0])
     for _ in range(limit):
         post(client, "/api/auth/change-password", {"current_password": "wrong", "new_password": NEW_PASSWORD})
-    response = post(client, "/api/auth/change-password", {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD})
+    response = post(
+        client, "/api/auth/change-password", {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 429
 
 
@@ -485,7 +508,9 @@ def test_reset_password_validates_the_new_password(api_client, django_capture_on
     user = UserFactory(email="weak@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         post(api_client, "/api/auth/forgot-password", {"email": "weak@example.com"})
-    response = post(api_client, "/api/auth/reset-password", {"token": reset_token_from(mail.outbox[-1]), "password": "123"})
+    response = post(
+        api_client, "/api/auth/reset-password", {"token": reset_token_from(mail.outbox[-1]), "password": "123"}
+    )
     assert response.status_code == 400 and "password" in response.json()["error"]["fields"]
     user.refresh_from_db()
     assert user.check_password(DEFAULT_PASSWORD)
@@ -494,7 +519,12 @@ def test_reset_password_validates_the_new_password(api_client, django_capture_on
 def test_forgot_password_is_rate_limited_per_email_and_per_ip(api_client):
     per_email = int(settings.RATE_LIMITS["forgot_email"].split("/")[0])
     for n in range(per_email):
-        assert post(api_client, "/api/auth/forgot-password", {"email": "x@example.com"}, REMOTE_ADDR=f"10.2.0.{n}").status_code == 202
+        assert (
+            post(
+                api_client, "/api/auth/forgot-password", {"email": "x@example.com"}, REMOTE_ADDR=f"10.2.0.{n}"
+            ).status_code
+            == 202
+        )
     blocked = post(api_client, "/api/auth/forgot-password", {"email": "x@example.com"}, REMOTE_ADDR="10.2.1.1")
     assert blocked.status_code == 429 and error_code(blocked) == "rate_limited" and blocked["Retry-After"]
 

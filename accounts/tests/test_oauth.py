@@ -27,8 +27,15 @@ GITHUB_EMAILS = "https://api.github.com/user/emails"
 @pytest.fixture(autouse=True)
 def providers(settings):
     settings.SOCIALACCOUNT_PROVIDERS = {
-        "google": {"APPS": [{"client_id": "google-id", "secret": "google-secret"}], "SCOPE": ["openid", "profile", "email"], "VERIFIED_EMAIL": True},
-        "github": {"APPS": [{"client_id": "github-id", "secret": "github-secret"}], "SCOPE": ["read:user", "user:email"]},
+        "google": {
+            "APPS": [{"client_id": "google-id", "secret": "google-secret"}],
+            "SCOPE": ["openid", "profile", "email"],
+            "VERIFIED_EMAIL": True,
+        },
+        "github": {
+            "APPS": [{"client_id": "github-id", "secret": "github-secret"}],
+            "SCOPE": ["read:user", "user:email"],
+        },
     }
     settings.OAUTH_REDIRECT_URIS = [REDIRECT_URI, FIREFOX_REDIRECT_URI]
 
@@ -39,11 +46,23 @@ def query(url: str) -> dict:
 
 def mock_google(rsps, *, email="ada@gmail.com", verified=True, sub="google-1"):
     rsps.post(GOOGLE_TOKEN, json={"access_token": "google-access", "token_type": "Bearer", "expires_in": 3600})
-    rsps.get(GOOGLE_USERINFO, json={"id": sub, "email": email, "verified_email": verified, "name": "Ada Lovelace", "given_name": "Ada", "family_name": "Lovelace"})
+    rsps.get(
+        GOOGLE_USERINFO,
+        json={
+            "id": sub,
+            "email": email,
+            "verified_email": verified,
+            "name": "Ada Lovelace",
+            "given_name": "Ada",
+            "family_name": "Lovelace",
+        },
+    )
 
 
 def mock_github(rsps, *, emails, uid=4242):
-    rsps.post(GITHUB_TOKEN, json={"access_token": "github-access", "token_type": "bearer", "scope": "read:user,user:email"})
+    rsps.post(
+        GITHUB_TOKEN, json={"access_token": "github-access", "token_type": "bearer", "scope": "read:user,user:email"}
+    )
     rsps.get(GITHUB_USER, json={"id": uid, "login": "octocat", "name": "Mona Octocat", "email": None})
     rsps.get(GITHUB_EMAILS, json=emails)
 
@@ -53,7 +72,9 @@ def run_flow(browser: Client, provider: str, *, redirect_uri=REDIRECT_URI, callb
     start = browser.get(f"/api/auth/oauth/{provider}", {"redirect_uri": redirect_uri})
     assert start.status_code == 302, start.content
     state = query(start["Location"])["state"]
-    callback = browser.get(f"/account/{provider}/login/callback/", callback_params or {"code": "provider-code", "state": state})
+    callback = browser.get(
+        f"/account/{provider}/login/callback/", callback_params or {"code": "provider-code", "state": state}
+    )
     assert callback.status_code == 302, callback.content
     if callback["Location"].startswith(redirect_uri):
         return callback["Location"]

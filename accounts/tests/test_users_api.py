@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Preferences, User
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, access_token_for
+from accounts.tests.factories import UserFactory, access_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -43,9 +43,15 @@ def test_me_requires_authentication():
 
 def test_patch_me_changes_name_locale_and_timezone_stored_with_the_preferences(auth_client):
     client = auth_client()
-    response = client.patch("/api/users/me", {"name": "Ada L.", "locale": "pt-BR", "timezone": "Europe/Lisbon"}, format="json")
+    response = client.patch(
+        "/api/users/me", {"name": "Ada L.", "locale": "pt-BR", "timezone": "Europe/Lisbon"}, format="json"
+    )
     assert response.status_code == 200
-    assert (response.json()["name"], response.json()["locale"], response.json()["timezone"]) == ("Ada L.", "pt-BR", "Europe/Lisbon")
+    assert (response.json()["name"], response.json()["locale"], response.json()["timezone"]) == (
+        "Ada L.",
+        "pt-BR",
+        "Europe/Lisbon",
+    )
     preferences = Preferences.objects.get(user=client.user)
     assert (preferences.locale, preferences.timezone) == ("pt-BR", "Europe/Lisbon")
     assert client.get("/api/users/me/settings").json()["timezone"] == "Europe/Lisbon"
@@ -62,8 +68,13 @@ def test_put_me_needs_every_writable_field(auth_client):
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"timezone": "Mars/Olympus"}, "timezone"), ({"locale": "english please"}, "locale"),
-     ({"email": "nope"}, "email"), ({"tier": "premium"}, "tier"), ({"name": "x" * 151}, "name")],
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"locale": "english please"}, "locale"),
+        ({"email": "nope"}, "email"),
+        ({"tier": "premium"}, "tier"),
+        ({"name": "x" * 151}, "name"),
+    ],
 )
 def test_patch_me_validation(auth_client, body, field):
     response = auth_client().patch("/api/users/me", body, format="json")
@@ -92,7 +103,9 @@ def test_email_change_to_an_address_in_use_is_refused(auth_client):
     assert response.status_code == 400 and "email" in error(response)["fields"]
 
 
-def test_email_change_is_refused_on_confirmation_if_someone_took_the_address_meanwhile(auth_client, django_capture_on_commit_callbacks):
+def test_email_change_is_refused_on_confirmation_if_someone_took_the_address_meanwhile(
+    auth_client, django_capture_on_commit_callbacks
+):
     client = auth_client(UserFactory(email="first@example.com"))
     with django_capture_on_commit_callbacks(execute=True):
         client.patch("/api/users/me", {"email": "contested@example.com"}, format="json")
@@ -128,7 +141,13 @@ def test_settings_patch_put_and_strict_validation(auth_client):
     assert client.get("/api/users/me/settings").json()["analytics_opt_in"] is True  # nothing applied
     partial_put = client.put("/api/users/me/settings", {"analytics_opt_in": False}, format="json")
     assert partial_put.status_code == 400
-    full = {"analytics_opt_in": False, "product_emails": False, "marketing_emails": True, "locale": "fr", "timezone": "Europe/Paris"}
+    full = {
+        "analytics_opt_in": False,
+        "product_emails": False,
+        "marketing_emails": True,
+        "locale": "fr",
+        "timezone": "Europe/Paris",
+    }
     assert client.put("/api/users/me/settings", full, format="json").json() == full
     assert client.get("/api/users/me").json()["locale"] == "fr"
     bad = client.patch("/api/users/me/settings", {"timezone": "Nowhere", "product_emails": "maybe"}, format="json")
