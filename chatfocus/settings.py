@@ -286,6 +286,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "chatfocus.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of gunicorn that append to X-Forwarded-For (rate limits key on the client IP).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=None),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChatFocus API",
