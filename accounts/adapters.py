@@ -79,6 +79,12 @@ class AccountAdapter(DefaultAccountAdapter):
             )
         return confirmed
 
+    def save_user(self, request, user, form, commit=True):
+        """A signup on the hosted pages counts like one through the API."""
+        user = super().save_user(request, user, form, commit)
+        metrics.SIGNUPS.labels(method="password").inc()
+        return user
+
     def set_password(self, user, password):
         """Hosted password change and reset sign out every API session too."""
         from accounts.services import set_user_password

@@ -1,8 +1,9 @@
 """OAuth login for the extension (Google, GitHub): allauth runs the provider dance, we hand over its result.
 
 1. `GET /api/auth/oauth/{provider}?redirect_uri=` checks the URI against OAUTH_REDIRECT_URIS,
-   remembers it in a short-lived session (the one cookie the API uses, SameSite=Lax) and lets
-   allauth redirect to the provider with its own state.
+   remembers it in a short-lived session (the one cookie the API uses, SameSite=Lax; a browser
+   signed in to the hosted pages is signed out first) and lets allauth redirect to the provider
+   with its own state.
 2. allauth's callback (`/account/{provider}/login/callback/`) finishes the login: new accounts
    are created with the provider's verified email, an existing account is linked only when it
    verified the same email (accounts.adapters.SocialAccountAdapter). It then redirects to
@@ -21,7 +22,7 @@ from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from allauth.socialaccount.models import SocialApp
 from allauth.socialaccount.providers.base import AuthProcess
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import SESSION_KEY, logout
 from django.core.cache import cache
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -60,6 +61,10 @@ def start_oauth_login(*, request, provider_id: str, redirect_uri: str) -> HttpRe
         provider = get_social_adapter(request).get_provider(request, provider_id)
     except SocialApp.DoesNotExist as error:
         raise ProviderNotConfigured() from error
+    if SESSION_KEY in request.session:
+        # allauth would log a signed-in browser out at the callback, flushing the pending login
+        # with it; the session ends at the code hand-over anyway, so end it now.
+        logout(request)
     request.session[PENDING_SESSION_KEY] = {"provider": provider_id, "redirect_uri": redirect_uri}
     return provider.redirect(request, process=AuthProcess.LOGIN, next_url=reverse("auth-oauth-complete"))
 

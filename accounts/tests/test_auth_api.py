@@ -587,3 +587,27 @@ def test_resend_verification_is_rate_limited(auth_client):
     response = client.post("/api/auth/verify-email/resend")
     assert response.status_code == 429 and response["Retry-After"]
     assert APIClient().post("/api/auth/verify-email/resend").status_code == 401
+
+
+def test_hosted_signup_counts_as_a_signup_and_sends_our_verification_email(client, django_capture_on_commit_callbacks):
+    signups = counter(metrics.SIGNUPS, method="password")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/account/signup/", {"email": "hosted@example.com", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
+        )
+    assert response.status_code == 302
+    assert counter(metrics.SIGNUPS, method="password") == signups + 1
+    (message,) = mail.outbox
+    assert message.subject == "Welcome to ChatFocus: confirm your email address"
+    assert message.alternatives and "/account/confirm-email/" in message.body
+
+
+def test_hosted_password_change_signs_out_api_sessions(client, user):
+    access, _, _ = issue_session_tokens(user=user)
+    client.force_login(user)
+    response = client.post(
+        "/account/password/change/",
+        {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert response.status_code == 302
+    assert bearer(access).get("/api/users/me").status_code == 401

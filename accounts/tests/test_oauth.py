@@ -267,3 +267,13 @@ def test_provider_failure_redirects_with_provider_error():
 def test_complete_without_a_pending_login_is_400():
     response = Client().get("/api/auth/oauth/complete")
     assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_browser_signed_in_to_the_hosted_pages_can_still_log_the_extension_in():
+    browser = Client()
+    browser.force_login(UserFactory(email="someone@example.com"))
+    with responses.RequestsMock() as rsps:
+        mock_google(rsps)
+        final = run_flow(browser, "google")
+    body = exchange(query(final)["code"]).json()
+    assert body["user"]["email"] == "ada@gmail.com"
