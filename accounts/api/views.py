@@ -1,6 +1,6 @@
 """Accounts API: each view parses input, calls one service, shapes the result."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.api import serializers as s
-from accounts.oauth import finish_oauth_login, start_oauth_login
+from accounts.oauth import PROVIDERS, finish_oauth_login, start_oauth_login
 from chatfocus.api import error_responses
 from chatfocus.pagination import CursorPagination
 
@@ -228,7 +228,10 @@ class OAuthStartView(PublicView):
             "exists but never verified it), `login_failed`. `redirect_uri` must be allow-listed "
             "(OAUTH_REDIRECT_URIS). Uses a short-lived session cookie for the state."
         ),
-        parameters=[s.OAuthStartSerializer],
+        parameters=[
+            OpenApiParameter("provider", str, OpenApiParameter.PATH, enum=list(PROVIDERS)),
+            s.OAuthStartSerializer,
+        ],
         responses={
             302: OpenApiResponse(description="Redirect to the provider."),
             **error_responses(400, 404, 503),
