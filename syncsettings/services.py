@@ -145,10 +145,11 @@ def _lock_state(user_id) -> _State:
                         "(user_id, version, document, bytes_used, key_count, pruned_version, updated_at) "
                         "VALUES (%s, 0, '{}'::jsonb, 0, 0, 0, now()) "
                         "ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id "
-                        f"RETURNING {STATE_COLUMNS}",
+                        # xmax = 0 only on a row this statement inserted (not one a racing creator made).
+                        f"RETURNING {STATE_COLUMNS}, xmax = 0",
                         [user_id],
                     )
-                    return _State(*cursor.fetchone(), created=True)
+                    return _State(*cursor.fetchone())
                 return _State(*row)
         row = SyncState.objects.select_for_update().filter(user_id=user_id).values_list(*STATE_COLUMNS.split(", "))
         row = row.first()

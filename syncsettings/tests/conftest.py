@@ -50,9 +50,9 @@ class SyncClient:
     def document(self) -> dict:
         return self.settings().json()["settings"]
 
-    def pull_all(self, since=0, limit=1000) -> tuple[dict, int]:
-        """Page through pull from `since` and fold the changes into a document: (document, version)."""
-        document, version = {}, since
+    def pull_all(self, since=0, limit=1000, into: dict | None = None) -> tuple[dict, int]:
+        """Page through pull from `since`, folding the changes into `into` (default {}): (document, version)."""
+        document, version = dict(into or {}), since
         while True:
             body = self.pull(since=version, limit=limit).json()
             for change in body["changes"]:
