@@ -1,6 +1,9 @@
 """Export and deletion across apps, and refresh rotation under concurrency."""
 
 import threading
+import time
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from allauth.account.models import EmailAddress
@@ -41,6 +44,28 @@ def make_rich_user():
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {access}")
     client.patch("/api/users/me/settings", {"analytics_opt_in": True, "timezone": "Europe/Rome"}, format="json")
     APIClient().post("/api/auth/refresh", {"refresh": refresh}, format="json")  # a blacklisted token row
+    now_ms = int(time.time() * 1000)
+    push = client.post(
+        "/api/sync/push",
+        {
+            "device_id": "laptop-1",
+            "ops": [
+                {"op_id": "op-1", "key": "focusedContacts/alice", "op": "set", "value": True, "hlc": f"{now_ms}-0"},
+                {"op_id": "op-2", "key": "secret.token", "op": "set", "value": "s3cr3t", "hlc": f"{now_ms}-1"},
+            ],
+        },
+        format="json",
+    )
+    assert push.status_code == 200, push.content
+    event = {
+        "id": str(uuid.uuid4()),
+        "name": "extension_opened",
+        "ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "props": {"surface": "popup"},
+        "client": {"version": "1.4.2", "browser": "chrome", "os": "mac"},
+    }
+    events = client.post("/api/analytics/events", {"events": [event]}, format="json")
+    assert events.status_code == 202 and events.json()["accepted"] == 1, events.content
     return user, client
 
 
@@ -58,7 +83,9 @@ def test_export_contains_what_the_api_shows(auth_client):
     assert {s["id"] for s in sessions_shown} <= {s["id"] for s in export["sessions"]}
     assert [(a["provider"], a["uid"]) for a in export["social_accounts"]] == [("github", "77")]
     assert export["email_addresses"] == [{"email": "rich@example.com", "verified": True, "primary": True}]
-    assert {"sync", "analytics_events", "billing"} <= set(export)
+    assert export["sync"]["settings"] == {"focusedContacts/alice": True, "secret.token": "s3cr3t"}
+    assert [event["name"] for event in export["analytics_events"]] == ["extension_opened"]
+    assert "billing" in export
 
 
 def test_delete_account_leaves_nothing_of_the_user_behind(django_capture_on_commit_callbacks):
