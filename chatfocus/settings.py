@@ -275,6 +275,11 @@ CELERY_BEAT_SCHEDULE["analytics-prune"] = {
     "task": "analytics.tasks.prune_expired_events_task",
     "schedule": crontab(minute=0, hour=3),
 }
+# Nightly: sync change log and tombstones past each user's tier history window.
+CELERY_BEAT_SCHEDULE["sync-prune-history"] = {
+    "task": "syncsettings.tasks.prune_sync_history_task",
+    "schedule": crontab(minute=30, hour=3),
+}
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

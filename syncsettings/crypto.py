@@ -26,7 +26,7 @@ def is_secret(key: str) -> bool:
 @lru_cache(maxsize=4)
 def _fernet_for(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
     if not keys:
-        # Development convenience only: production sets FIELD_ENCRYPTION_KEYS (the deploy check warns).
+        # Development convenience only: production sets FIELD_ENCRYPTION_KEYS (a deploy check says so).
         logger.warning("FIELD_ENCRYPTION_KEYS is empty: secret sync values use a key derived from SECRET_KEY.")
         derived = base64.urlsafe_b64encode(hashlib.sha256(f"sync-secrets:{secret_key}".encode()).digest())
         return MultiFernet([Fernet(derived)])
