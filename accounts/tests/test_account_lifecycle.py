@@ -1,5 +1,6 @@
 """Export and deletion across apps, and refresh rotation under concurrency."""
 
+import importlib
 import threading
 import time
 import uuid
@@ -18,6 +19,12 @@ from accounts.services import issue_session_tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def event_registry():
+    """The analytics registry its data migration seeds (transactional tests elsewhere flush it)."""
+    importlib.import_module("analytics.migrations.0002_seed_event_registry").seed(apps, None)
 
 
 def rows_referencing(user_id) -> dict[str, int]:
@@ -69,7 +76,7 @@ def make_rich_user():
     return user, client
 
 
-def test_export_contains_what_the_api_shows(auth_client):
+def test_export_contains_what_the_api_shows(event_registry):
     user, client = make_rich_user()
     me = client.get("/api/users/me").json()
     settings_shown = client.get("/api/users/me/settings").json()
@@ -88,7 +95,7 @@ def test_export_contains_what_the_api_shows(auth_client):
     assert "billing" in export
 
 
-def test_delete_account_leaves_nothing_of_the_user_behind(django_capture_on_commit_callbacks):
+def test_delete_account_leaves_nothing_of_the_user_behind(event_registry, django_capture_on_commit_callbacks):
     user, client = make_rich_user()
     other = UserFactory()
     issue_session_tokens(user=other)
