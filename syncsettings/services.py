@@ -324,11 +324,86 @@ def _check_quota(*, batch: _Batch, ops: list[Op], limits) -> None:
         )
 
 
-def _write_batch(*, user_id, state: _State, batch: _Batch, slots: dict[str, _Slot], now) -> None:
-    """Append the log, upsert the changed entries and move the state row (document cache included)."""
-    if batch.changes:
-        Change.objects.bulk_create(batch.changes)
+WRITE_BATCH = """
+WITH changes AS (
+    INSERT INTO syncsettings_change
+        (user_id, op_id, key, op, value, status, version, hlc_ms, hlc_counter, device_id, created_at)
+    SELECT %(user_id)s, c.op_id, c.key, c.op, c.value, c.status, c.version, c.hlc_ms, c.hlc_counter,
+        %(device_id)s, %(now)s
+    FROM jsonb_to_recordset(%(changes)s::jsonb) AS c(
+        op_id text, key text, op text, value jsonb, status text, version bigint, hlc_ms bigint, hlc_counter integer)
+), entries AS (
+    INSERT INTO syncsettings_entry
+        (user_id, key, value, deleted, size, version, hlc_ms, hlc_counter, device_id, updated_at)
+    SELECT %(user_id)s, e.key, e.value, e.deleted, e.size, e.version, e.hlc_ms, e.hlc_counter, e.device_id, %(now)s
+    FROM jsonb_to_recordset(%(entries)s::jsonb) AS e(
+        key text, value jsonb, deleted boolean, size integer, version bigint, hlc_ms bigint, hlc_counter integer,
+        device_id text)
+    ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
+        size = excluded.size, version = excluded.version, hlc_ms = excluded.hlc_ms,
+        hlc_counter = excluded.hlc_counter, device_id = excluded.device_id, updated_at = excluded.updated_at
+)
+UPDATE syncsettings_syncstate SET version = %(version)s, bytes_used = %(bytes_used)s, key_count = %(key_count)s,
+    last_synced_at = %(now)s, updated_at = %(now)s, document = (document - %(removed)s::text[]) || %(patch)s::jsonb
+WHERE user_id = %(user_id)s AND %(has_entries)s
+"""
+
+
+def _write_batch(*, user_id, device_id: str, batch: _Batch, slots: dict[str, _Slot], now) -> None:
+    """Append the log, upsert the changed entries and move the state row (document cache included).
+
+    On PostgreSQL this is one statement (data-modifying CTEs), so a push costs the same round trips
+    whatever its op count; the document is patched in place, never read into Python.
+    """
     dirty = {key: slot for key, slot in slots.items() if slot.dirty}
+    if not batch.changes:
+        return
+    if _is_postgres():
+        changes = [
+            {
+                "op_id": change.op_id,
+                "key": change.key,
+                "op": change.op,
+                "value": change.value,
+                "status": change.status,
+                "version": change.version,
+                "hlc_ms": change.hlc_ms,
+                "hlc_counter": change.hlc_counter,
+            }
+            for change in batch.changes
+        ]
+        entries = [
+            {
+                "key": key,
+                "value": slot.value,
+                "deleted": slot.deleted,
+                "size": slot.size,
+                "version": slot.version,
+                "hlc_ms": slot.hlc_ms,
+                "hlc_counter": slot.hlc_counter,
+                "device_id": slot.device_id,
+            }
+            for key, slot in dirty.items()
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                WRITE_BATCH,
+                {
+                    "user_id": user_id,
+                    "device_id": device_id,
+                    "now": now,
+                    "changes": json.dumps(changes),
+                    "entries": json.dumps(entries),
+                    "version": batch.version,
+                    "bytes_used": batch.bytes_used,
+                    "key_count": batch.key_count,
+                    "removed": [key for key, slot in dirty.items() if slot.deleted],
+                    "patch": json.dumps({key: slot.value for key, slot in dirty.items() if slot.live}),
+                    "has_entries": bool(entries),
+                },
+            )
+        return
+    Change.objects.bulk_create(batch.changes)
     if not dirty:
         return
     Entry.objects.bulk_create(
@@ -351,30 +426,15 @@ def _write_batch(*, user_id, state: _State, batch: _Batch, slots: dict[str, _Slo
         unique_fields=["user", "key"],
         update_fields=["value", "deleted", "size", "version", "hlc_ms", "hlc_counter", "device_id", "updated_at"],
     )
-    removed = [key for key, slot in dirty.items() if slot.deleted]
-    patch = {key: slot.value for key, slot in dirty.items() if slot.live}
-    if _is_postgres():
-        with connection.cursor() as cursor:
-            # The document is patched in place, never read into Python on a push.
-            cursor.execute(
-                "UPDATE syncsettings_syncstate SET version = %s, bytes_used = %s, key_count = %s, "
-                "last_synced_at = %s, updated_at = %s, document = (document - %s::text[]) || %s::jsonb "
-                "WHERE user_id = %s",
-                [batch.version, batch.bytes_used, batch.key_count, now, now, removed, json.dumps(patch), user_id],
-            )
-        return
-    document = SyncState.objects.filter(user_id=user_id).values_list("document", flat=True).get()
-    for key in removed:
-        document.pop(key, None)
-    document.update(patch)
-    SyncState.objects.filter(user_id=user_id).update(
-        version=batch.version,
-        bytes_used=batch.bytes_used,
-        key_count=batch.key_count,
-        last_synced_at=now,
-        updated_at=now,
-        document=document,
-    )
+    state = SyncState.objects.get(user_id=user_id)
+    for key, slot in dirty.items():
+        if slot.deleted:
+            state.document.pop(key, None)
+        else:
+            state.document[key] = slot.value
+    state.version, state.bytes_used, state.key_count = batch.version, batch.bytes_used, batch.key_count
+    state.last_synced_at = now
+    state.save()
 
 
 def _run_locked(*, user, build_ops, device_id: str) -> tuple[_State, _Batch, Any]:
@@ -393,7 +453,7 @@ def _run_locked(*, user, build_ops, device_id: str) -> tuple[_State, _Batch, Any
                 user_id=user.id, state=state, ops=ops, device_id=device_id, seen=seen, slots=slots, now=now
             )
             _check_quota(batch=batch, ops=ops, limits=limits)
-            _write_batch(user_id=user.id, state=state, batch=batch, slots=slots, now=now)
+            _write_batch(user_id=user.id, device_id=device_id, batch=batch, slots=slots, now=now)
             if batch.version != state.version or state.created:
                 _publish_version(user.id, batch.version, state.pruned_version)
                 published = True

@@ -19,7 +19,9 @@ def hlc(ms: int | None = None, counter: int = 0) -> str:
     return f"{now_ms() if ms is None else ms}-{counter}"
 
 
-def make_op(key: str, value=None, *, op: str = "set", at: int | None = None, counter: int = 0, op_id: str | None = None):
+def make_op(
+    key: str, value=None, *, op: str = "set", at: int | None = None, counter: int = 0, op_id: str | None = None
+):
     """One push op; `at` is the HLC's unix ms (default: now)."""
     body = {"op_id": op_id or f"op-{uuid.uuid4().hex}", "key": key, "op": op, "hlc": hlc(at, counter)}
     if op != "delete":

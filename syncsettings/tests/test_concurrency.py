@@ -52,7 +52,7 @@ def test_same_key_pushed_concurrently_higher_hlc_wins_whatever_the_arrival_order
         lambda: laptop.push("laptop", [make_op("theme", "light", at=laptop_hlc)]),
         lambda: desktop.push("desktop", [make_op("theme", "dark", at=desktop_hlc)]),
     )
-    statuses = {device: r.json()["results"][0]["status"] for device, r in zip(("laptop", "desktop"), results)}
+    statuses = {device: r.json()["results"][0]["status"] for device, r in zip(("laptop", "desktop"), results, strict=True)}
     winner = "desktop" if late_device_wins else "laptop"
     loser = "laptop" if late_device_wins else "desktop"
     # Whichever arrived first: the winner is applied; the loser is superseded, or applied first and overwritten.
@@ -163,7 +163,7 @@ def test_increments_from_four_devices_with_retries_add_up_exactly(sync, set_tier
                 assert {r["status"] for r in retried["results"]} == {"duplicate"}
         return True
 
-    run_concurrently(*[lambda c=c, d=d: increments(c, d) for c, d in zip(clients, devices)])
+    run_concurrently(*[lambda c=c, d=d: increments(c, d) for c, d in zip(clients, devices, strict=True)])
     assert sync.document() == {"usageStats/filtersUsed": 400}
     assert SyncState.objects.get(user=sync.user).version == 400
     assert_gapless(sync.user)

@@ -129,8 +129,10 @@ def test_malformed_push_is_400_in_the_error_shape_and_changes_nothing(sync, body
     [
         (b"{not json", "malformed_json"),
         (b"[" * 100_000 + b"]" * 100_000, "malformed_json"),
-        (b'{"device_id": "laptop", "ops": [{"op_id": "a", "key": "a", "op": "incr", "value": NaN, "hlc": "1-0"}]}',
-         "malformed_json"),
+        (
+            b'{"device_id": "laptop", "ops": [{"op_id": "a", "key": "a", "op": "incr", "value": NaN, "hlc": "1-0"}]}',
+            "malformed_json",
+        ),
     ],
 )
 def test_non_json_and_absurdly_nested_bodies_are_400(sync, raw, code):
@@ -215,8 +217,10 @@ def test_push_counts_pushes_and_ops(sync):
     def value(counter, **labels):
         return counter.labels(**labels)._value.get()
 
-    pushes, applied, superseded = value(SYNC_PUSHES, outcome="ok"), value(SYNC_OPS, status="applied"), value(
-        SYNC_OPS, status="superseded"
+    pushes, applied, superseded = (
+        value(SYNC_PUSHES, outcome="ok"),
+        value(SYNC_OPS, status="applied"),
+        value(SYNC_OPS, status="superseded"),
     )
     t = now_ms()
     sync.push("laptop", [make_op("a", 1, at=t), make_op("b", 1, at=t)])
