@@ -71,7 +71,7 @@ def _is_postgres() -> bool:
 
 
 @dataclass(frozen=True)
-class _UserRef:
+class UserRef:
     """A user known only by id, for jobs that hold sync rows but no user object (as the JWT user is)."""
 
     id: Any
@@ -858,7 +858,7 @@ def prune_sync_history(*, now: datetime | None = None) -> dict:
     """Prune every user's history (the periodic job): totals of deleted log rows and tombstones."""
     totals = {"users": 0, "changes": 0, "tombstones": 0}
     for user_id in SyncState.objects.values_list("user_id", flat=True).iterator():
-        result = prune_user_history(user=_UserRef(user_id), now=now)
+        result = prune_user_history(user=UserRef(user_id), now=now)
         totals["users"] += 1
         totals["changes"] += result["changes"]
         totals["tombstones"] += result["tombstones"]

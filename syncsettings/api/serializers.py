@@ -65,7 +65,7 @@ class SettingsReplaceSerializer(serializers.Serializer):
 
 
 class DeviceSerializer(serializers.ModelSerializer):
-    device_id = serializers.RegexField(DEVICE_ID.pattern, max_length=64)
+    device_id = serializers.RegexField(rf"^{DEVICE_ID.pattern}$", max_length=64)
 
     class Meta:
         model = Device

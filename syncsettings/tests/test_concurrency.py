@@ -52,7 +52,8 @@ def test_same_key_pushed_concurrently_higher_hlc_wins_whatever_the_arrival_order
         lambda: laptop.push("laptop", [make_op("theme", "light", at=laptop_hlc)]),
         lambda: desktop.push("desktop", [make_op("theme", "dark", at=desktop_hlc)]),
     )
-    statuses = {device: r.json()["results"][0]["status"] for device, r in zip(("laptop", "desktop"), results, strict=True)}
+    laptop_result, desktop_result = (response.json()["results"][0]["status"] for response in results)
+    statuses = {"laptop": laptop_result, "desktop": desktop_result}
     winner = "desktop" if late_device_wins else "laptop"
     loser = "laptop" if late_device_wins else "desktop"
     # Whichever arrived first: the winner is applied; the loser is superseded, or applied first and overwritten.
