@@ -646,7 +646,7 @@ DEVICE_UPSERT = (
     "WHERE EXISTS (SELECT 1 FROM syncsettings_device WHERE user_id = %s AND device_id = %s) "
     "OR (SELECT COUNT(*) FROM syncsettings_device WHERE user_id = %s) < %s "
     "ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at{profile} "
-    "RETURNING created_at"
+    "RETURNING created_at, last_seen_at"
 )
 PROFILE_UPDATE = ", name = excluded.name, browser = excluded.browser, platform = excluded.platform"
 
@@ -654,20 +654,23 @@ PROFILE_UPDATE = ", name = excluded.name, browser = excluded.browser, platform =
 def _upsert_device(*, user_id, device_id: str, limits, now, profile: dict | None) -> bool:
     """Register or touch a device in one statement unless that would pass the device limit; True if new."""
     fields = profile or {"name": "", "browser": "", "platform": ""}
+    # Raw SQL runs on SQLite too (`make run`): let the fields adapt the UUID and the timestamp.
+    db_user_id = Device._meta.get_field("user").get_db_prep_value(user_id, connection)
+    db_now = Device._meta.get_field("created_at").get_db_prep_value(now, connection)
     with connection.cursor() as cursor:
         cursor.execute(
             DEVICE_UPSERT.format(profile=PROFILE_UPDATE if profile is not None else ""),
             [
-                user_id,
+                db_user_id,
                 device_id,
                 fields["name"],
                 fields["browser"],
                 fields["platform"],
-                now,
-                now,
-                user_id,
+                db_now,
+                db_now,
+                db_user_id,
                 device_id,
-                user_id,
+                db_user_id,
                 limits.devices,
             ],
         )
@@ -677,10 +680,9 @@ def _upsert_device(*, user_id, device_id: str, limits, now, profile: dict | None
             f"Your plan syncs at most {limits.devices} devices: remove one or upgrade.",
             details={"limit": "devices", "allowed": limits.devices},
         )
-    created_at = row[0]
-    if isinstance(created_at, str):  # SQLite returns RETURNING timestamps as text
-        created_at = datetime.fromisoformat(created_at)
-    return created_at == now
+    created_at, last_seen_at = row
+    # An update moved last_seen_at past created_at; an insert wrote both from the same value.
+    return created_at == last_seen_at
 
 
 def _register_device_for_push(*, user_id, device_id: str, limits, now) -> None:
