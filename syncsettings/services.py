@@ -496,19 +496,37 @@ def push_changes(*, user, device_id: str, ops: list[Op]) -> dict:
 NOT_MODIFIED = object()
 
 
-def _change_out(key, value, deleted, version, hlc_ms, hlc_counter, device_id) -> dict:
-    return {
-        "key": key,
-        "value": None if deleted else unseal(key, value),
-        "deleted": deleted,
-        "version": version,
-        "hlc": f"{hlc_ms}-{hlc_counter}",
-        "device_id": device_id,
-    }
+@dataclass(frozen=True)
+class PullPage:
+    """A page of pulled changes; each change is already JSON text (see _change_json)."""
+
+    changes: list[str]
+    version: int
+    has_more: bool
+    server_time: int
 
 
-def _read_changes(user_id, since: int, limit: int) -> tuple[int, int, list[dict]]:
-    """(version, pruned_version, up to limit+1 changes after since) read in one snapshot on PostgreSQL."""
+def _change_json(key: str, value_json: str | None, deleted: bool, version: int, hlc_ms, hlc_counter, device_id) -> str:
+    """One pulled change as JSON text, splicing in the value's JSON as PostgreSQL returned it.
+
+    The hot path: no parse and re-dump per value. Keys and device ids come from validated character
+    sets that need no escaping in JSON; secret values are decrypted and dumped.
+    """
+    if deleted or value_json is None:
+        value_json = "null"
+    elif is_secret(key):
+        value_json = json.dumps(unseal(key, json.loads(value_json)))
+    return (
+        f'{{"key":"{key}","value":{value_json},"deleted":{"true" if deleted else "false"},'
+        f'"version":{version},"hlc":"{hlc_ms}-{hlc_counter}","device_id":"{device_id}"}}'
+    )
+
+
+def _read_changes(user_id, since: int, limit: int) -> tuple[int, int, list[tuple]]:
+    """(version, pruned_version, up to limit+1 entry rows after since), read in one snapshot on PostgreSQL.
+
+    Rows are (key, value as JSON text, deleted, version, hlc_ms, hlc_counter, device_id).
+    """
     if _is_postgres():
         with connection.cursor() as cursor:
             cursor.execute(
@@ -522,16 +540,15 @@ def _read_changes(user_id, since: int, limit: int) -> tuple[int, int, list[dict]
             rows = cursor.fetchall()
         if not rows:
             return 0, 0, []
-        changes = [_change_out(row[2], _parse_json(row[3]), *row[4:]) for row in rows if row[2] is not None]
-        return rows[0][0], rows[0][1], changes
+        return rows[0][0], rows[0][1], [row[2:] for row in rows if row[2] is not None]
     state = SyncState.objects.filter(user_id=user_id).values_list("version", "pruned_version").first() or (0, 0)
     entries = Entry.objects.filter(user_id=user_id, version__gt=since).order_by("version")[: limit + 1]
-    changes = [_change_out(e.key, e.value, e.deleted, e.version, e.hlc_ms, e.hlc_counter, e.device_id) for e in entries]
-    return state[0], state[1], changes
+    rows = [(e.key, json.dumps(e.value), e.deleted, e.version, e.hlc_ms, e.hlc_counter, e.device_id) for e in entries]
+    return state[0], state[1], rows
 
 
 def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | None = None):
-    """The latest state of each key changed after `since`, or NOT_MODIFIED when `if_none_match` is current.
+    """The latest state of each key changed after `since` (a PullPage), or NOT_MODIFIED.
 
     An idle poll (`since` or `if_none_match` equal to the cached version) is answered from the cache.
     """
@@ -540,9 +557,9 @@ def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | No
         if if_none_match is not None and if_none_match == cached[0]:
             return NOT_MODIFIED
         if since == cached[0]:
-            return {"changes": [], "version": since, "has_more": False, "server_time": server_time_ms()}
+            return PullPage(changes=[], version=since, has_more=False, server_time=server_time_ms())
     cursor = since if since is not None else (if_none_match or 0)
-    version, pruned_version, changes = _read_changes(user.id, cursor, limit)
+    version, pruned_version, rows = _read_changes(user.id, cursor, limit)
     if cached is None:
         # `add`, not `set`: a push publishing a newer version meanwhile must win.
         cache.add(_version_key(user.id), (version, pruned_version), timeout=VERSION_CACHE_SECONDS)
@@ -552,15 +569,16 @@ def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | No
         raise CursorExpired(details={"pruned_version": pruned_version, "version": version})
     if if_none_match is not None and if_none_match == version:
         return NOT_MODIFIED
-    has_more = len(changes) > limit
-    if has_more:
-        changes = changes[:limit]
-    return {
-        "changes": changes,
-        "version": changes[-1]["version"] if has_more else max(version, changes[-1]["version"] if changes else 0),
-        "has_more": has_more,
-        "server_time": server_time_ms(),
-    }
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    # The last row can be newer than `version` (committed between the two reads on SQLite).
+    last = rows[-1][3] if rows else 0
+    return PullPage(
+        changes=[_change_json(*row) for row in rows],
+        version=last if has_more else max(version, last),
+        has_more=has_more,
+        server_time=server_time_ms(),
+    )
 
 
 # --- The whole document ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Sync request and response shapes.
 
-Push and PUT bodies are validated by syncsettings.validation (plain Python, measured ~20x faster
-than per-op serializers); the serializers for them describe the shape in the OpenAPI schema.
+Push and PUT bodies are validated by syncsettings.validation in plain Python (a 100-op push: 0.55 ms
+including value sizes, against 2.0 ms for PushRequestSerializer alone, measured here); the
+serializers for them only describe the shape in the OpenAPI schema.
 """
 
 from rest_framework import serializers

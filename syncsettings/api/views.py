@@ -1,3 +1,4 @@
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ParseError
@@ -113,11 +114,18 @@ class PullView(SyncView):
         if not 1 <= limit <= MAX_PULL_LIMIT:
             raise ValidationFailed(fields={"limit": [f"Between 1 and {MAX_PULL_LIMIT}."]})
         known = parse_etag_version(request.headers.get("If-None-Match"))
-        result = services.pull_changes(user=request.user, since=since, limit=limit, if_none_match=known)
-        if result is services.NOT_MODIFIED:
+        page = services.pull_changes(user=request.user, since=since, limit=limit, if_none_match=known)
+        if page is services.NOT_MODIFIED:
             return not_modified(known)
-        headers = {} if result["has_more"] else {"ETag": etag(result["version"])}
-        return Response(result, headers=headers)
+        # Rendered here from the changes' JSON text: DRF's renderer would re-encode every value.
+        body = (
+            f'{{"changes":[{",".join(page.changes)}],"version":{page.version},'
+            f'"has_more":{"true" if page.has_more else "false"},"server_time":{page.server_time}}}'
+        )
+        response = HttpResponse(body, content_type="application/json")
+        if not page.has_more:
+            response["ETag"] = etag(page.version)
+        return response
 
 
 class SettingsView(SyncView):
@@ -134,7 +142,7 @@ class SettingsView(SyncView):
         result = services.get_settings(user=request.user, if_none_match=known)
         if result is services.NOT_MODIFIED:
             return not_modified(known)
-        return Response(SettingsDocumentSerializer(result).data, headers={"ETag": etag(result["version"])})
+        return Response(result, headers={"ETag": etag(result["version"])})
 
     @extend_schema(
         operation_id="sync_settings_replace",
@@ -159,7 +167,7 @@ class SettingsView(SyncView):
         if request.headers.get("If-Match") and expected is None:
             raise ValidationFailed(fields={"If-Match": ['Send "v<version>" as the ETag gave it.']})
         result = services.replace_settings(user=request.user, settings=document, if_match=expected)
-        return Response(SettingsDocumentSerializer(result).data, headers={"ETag": etag(result["version"])})
+        return Response(result, headers={"ETag": etag(result["version"])})
 
 
 class DevicesView(SyncView):
