@@ -320,7 +320,7 @@ API_BODY_LIMITS = {
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["ETag", "X-Request-ID", "Retry-After"]
+CORS_EXPOSE_HEADERS = ["ETag", "X-Request-ID", "Retry-After", "X-Server-Time"]
 CORS_ALLOW_HEADERS = [
     "accept",
     "authorization",

@@ -39,7 +39,7 @@ from chatfocus.exceptions import (
     ValidationFailed,
 )
 from chatfocus.metrics import SYNC_OPS, SYNC_PUSHES
-from syncsettings.crypto import is_secret, rotate_token, seal, unseal
+from syncsettings.crypto import SECRET_PREFIX, is_secret, rotate_token, seal, unseal
 from syncsettings.models import Change, Device, Entry, Snapshot, SyncState
 from syncsettings.validation import SERVER_DEVICE, Op, is_number, value_size
 
@@ -888,25 +888,37 @@ def prune_sync_history(*, now: datetime | None = None) -> dict:
 # --- Keys rotation --------------------------------------------------------------------------
 
 
+def _rotate_document(document: dict) -> int:
+    secret_keys = [key for key, value in document.items() if is_secret(key) and isinstance(value, str)]
+    for key in secret_keys:
+        document[key] = rotate_token(document[key])
+    return len(secret_keys)
+
+
+def rotate_user_encryption(*, user) -> int:
+    """Re-encrypt one user's stored secret values with the first key, under the user's sync lock."""
+    rotated = 0
+    with transaction.atomic():
+        _lock_state(user.id)
+        for model in (Entry, Change):
+            rows = model.objects.filter(user_id=user.id, key__startswith=SECRET_PREFIX, value__isnull=False)
+            for row in rows.only("id", "value"):
+                if isinstance(row.value, str):
+                    model.objects.filter(id=row.id).update(value=rotate_token(row.value))
+                    rotated += 1
+        for model in (SyncState, Snapshot):
+            for row in model.objects.filter(user_id=user.id).only("pk", "document"):
+                count = _rotate_document(row.document)
+                if count:
+                    model.objects.filter(pk=row.pk).update(document=row.document)
+                    rotated += count
+    return rotated
+
+
 def rotate_encryption_keys() -> int:
     """Re-encrypt every stored secret value with the first FIELD_ENCRYPTION_KEYS key; the count of values."""
-    rotated = 0
-    for model, key_field in ((Entry, "key"), (Change, "key")):
-        rows = model.objects.filter(**{f"{key_field}__startswith": "secret."}).exclude(value=None)
-        for row in rows.iterator():
-            row.value = rotate_token(row.value)
-            row.save(update_fields=["value"])
-            rotated += 1
-    for model in (SyncState, Snapshot):
-        for row in model.objects.iterator():
-            secret_keys = [key for key in row.document if is_secret(key)]
-            if not secret_keys:
-                continue
-            for key in secret_keys:
-                row.document[key] = rotate_token(row.document[key])
-            model.objects.filter(pk=row.pk).update(document=row.document)
-            rotated += len(secret_keys)
-    return rotated
+    user_ids = SyncState.objects.values_list("user_id", flat=True)
+    return sum(rotate_user_encryption(user=UserRef(user_id)) for user_id in user_ids.iterator())
 
 
 # --- Export and deletion (called by accounts) -----------------------------------------------

@@ -13,6 +13,12 @@ from syncsettings.tests.factories import make_op
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _entitlements(set_tier):
+    # Billing caches entitlements itself (a query on its cache miss): these budgets are sync's own.
+    set_tier("free")
+
+
 @pytest.fixture
 def warm(sync):
     """A user with 60 keys whose session state and sync version are in the cache."""
