@@ -1,23 +1,506 @@
-"""Billing verbs other apps call. Entitlements answer "what may this user do"."""
+"""Billing verbs other apps and our API call. Entitlements answer "what may this user do".
 
-from dataclasses import dataclass
+Stripe is the source of truth for subscriptions; `apply_subscription` turns a Stripe subscription into
+our state under the user's row lock, and every path (checkout return, API change, webhook, reconcile)
+goes through it. Stripe is called before anything is written, so a Stripe failure changes nothing.
+"""
 
-from billing.tiers import FREE, TIERS, Limits
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from billing import stripe_gateway
+from billing.models import BillingAccount, TierChange
+from billing.selectors import (
+    INTERVALS,
+    LIVE_STATUSES,
+    PAID_TIERS,
+    Entitlements,
+    account_state,
+    find_price_id,
+    forget_cached_state,
+    get_entitlements,
+    has_live_subscription,
+    list_plans,
+    resolve_tier,
+)
+from billing.tiers import FREE, TIERS, tier_rank
+from chatfocus.emails import send_templated_email
+from chatfocus.exceptions import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+
+__all__ = [
+    "Entitlements",
+    "get_entitlements",
+    "list_plans",
+    "is_billing_configured",
+    "start_checkout",
+    "sync_checkout_session",
+    "create_portal_session",
+    "change_subscription",
+    "cancel_subscription",
+    "resume_subscription",
+    "cancel_for_deleted_user",
+    "export_billing_data",
+    "grant_comp_tier",
+    "revoke_comp_tier",
+    "apply_subscription",
+    "refresh_account",
+    "reconcile_accounts",
+    "record_expired_tiers",
+]
+
+logger = logging.getLogger(__name__)
+
+BILLING_PAGE_PATH = "/account/billing/"
+ENDED_STATUSES = {"canceled", "incomplete_expired"}
 
 
-@dataclass(frozen=True)
-class Entitlements:
-    tier: str
-    status: str
-    limits: Limits
-    features: tuple[str, ...]
+class BillingNotConfigured(ServiceUnavailable):
+    code, status, message = "billing_not_configured", 503, "Payments are not set up on this server yet."
 
 
-def get_entitlements(*, user) -> Entitlements:
-    """The user's effective tier and limits (free until billing decides otherwise)."""
-    tier = TIERS[FREE]
-    return Entitlements(tier=tier.name, status="free", limits=tier.limits, features=tier.features)
+class SubscriptionExists(Conflict):
+    code, message = "subscription_exists", "You already have a subscription; change its plan instead."
+
+
+class NoSubscription(Conflict):
+    message = "You have no subscription to change."
+
+
+def is_billing_configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+def _require_configured() -> None:
+    if not is_billing_configured():
+        raise BillingNotConfigured()
+
+
+def _billing_page_url(query: str = "") -> str:
+    return f"{settings.API_URL}{BILLING_PAGE_PATH}{query}"
+
+
+def _stripe_dict(obj) -> dict:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _mirror(model_name: str, obj) -> None:
+    """Keep dj-stripe's mirror current with an object we just received from Stripe."""
+    from djstripe import models as djstripe_models
+
+    getattr(djstripe_models, model_name).sync_from_stripe_data(obj, api_key=settings.STRIPE_SECRET_KEY)
+
+
+# --- Entitlements and the tier audit log --------------------------------------------------------
+
+
+def _record_tier_change(account: BillingAccount, *, source: str, event_id: str = "", actor=None, note: str = ""):
+    """Log the effective tier if it changed since last recorded; the caller saves the account."""
+    tier, _ = resolve_tier(state=account_state(account), now=timezone.now())
+    if tier == account.effective_tier:
+        return None
+    change = TierChange.objects.create(
+        user_id=account.user_id,
+        from_tier=account.effective_tier,
+        to_tier=tier,
+        source=source,
+        stripe_event_id=event_id,
+        actor=actor,
+        note=note[:255],
+    )
+    account.effective_tier = tier
+    return change
+
+
+def _save(account: BillingAccount, *, source: str, event_id: str = "", actor=None, note: str = ""):
+    change = _record_tier_change(account, source=source, event_id=event_id, actor=actor, note=note)
+    account.save()
+    forget_cached_state(account.user_id)
+    return change
+
+
+def _locked_account(user_id) -> BillingAccount:
+    BillingAccount.objects.get_or_create(user_id=user_id)
+    return BillingAccount.objects.select_for_update().get(user_id=user_id)
+
+
+# --- Applying Stripe's state --------------------------------------------------------------------
+
+
+def _timestamp(value) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def tier_for_price(price: dict) -> str:
+    """The tier a Stripe price sells (product metadata `chatfocus_tier`); unknown prices give free."""
+    from djstripe.models import Price
+
+    tier = (price.get("metadata") or {}).get("chatfocus_tier")
+    if tier in PAID_TIERS:
+        return tier
+    mirrored = Price.objects.filter(id=price["id"]).select_related("product").first()
+    if mirrored is None and is_billing_configured():
+        fetched = stripe_gateway.retrieve_price(price_id=price["id"])
+        _mirror("Price", fetched)
+        mirrored = Price.objects.filter(id=price["id"]).select_related("product").first()
+    tier = ((mirrored.product.metadata if mirrored else None) or {}).get("chatfocus_tier")
+    if tier in PAID_TIERS:
+        return tier
+    logger.warning("Price %s sells no known tier; treating it as free", price.get("id"))
+    return FREE
+
+
+def _derive(subscription: dict) -> dict:
+    """Our fields from a Stripe subscription in current API shapes (the period lives on its items)."""
+    items = (subscription.get("items") or {}).get("data") or []
+    item = items[0] if items else {}
+    price = item.get("price") or {}
+    return {
+        "stripe_subscription_id": subscription["id"],
+        "stripe_price_id": price.get("id", ""),
+        "tier": tier_for_price(price) if price else FREE,
+        "status": subscription.get("status") or "",
+        "interval": (price.get("recurring") or {}).get("interval", ""),
+        "current_period_end": _timestamp(item.get("current_period_end")),
+        "cancel_at_period_end": bool(subscription.get("cancel_at_period_end") or subscription.get("cancel_at")),
+        "trial_end": _timestamp(subscription.get("trial_end")),
+    }
+
+
+def _user_id_of(subscription: dict, customer_id: str):
+    user_id = (subscription.get("metadata") or {}).get("djstripe_subscriber")
+    if user_id:
+        return user_id
+    account = BillingAccount.objects.filter(stripe_customer_id=customer_id).first() if customer_id else None
+    return account.user_id if account else None
+
+
+def apply_subscription(
+    *, subscription, source: str, event_id: str = "", event_created: datetime | None = None, account=None
+) -> BillingAccount | None:
+    """Make the user's state match this Stripe subscription (idempotent); None when it is no user's.
+
+    Runs under the user's row lock. A subscription other than the user's current live one never
+    overwrites it (an old, ended subscription's late event is ignored).
+    """
+    data = _stripe_dict(subscription)
+    customer_id = data.get("customer") if isinstance(data.get("customer"), str) else data["customer"]["id"]
+    with transaction.atomic():
+        if account is None:
+            user_id = _user_id_of(data, customer_id)
+            if user_id is None:
+                logger.warning("Subscription %s belongs to no known user; ignored", data["id"])
+                return None
+            from accounts.services import get_user
+
+            try:
+                get_user(user_id=user_id)
+            except (NotFound, ValueError, DjangoValidationError):
+                logger.warning("Subscription %s names a missing user %s; ignored", data["id"], user_id)
+                return None
+            account = _locked_account(user_id)
+        derived = _derive(data)
+        current = {"stripe_subscription_id": account.stripe_subscription_id, "status": account.status}
+        if (
+            account.stripe_subscription_id
+            and account.stripe_subscription_id != data["id"]
+            and has_live_subscription(current)
+            and derived["status"] not in LIVE_STATUSES
+        ):
+            logger.info("Ignoring ended subscription %s: %s is live", data["id"], account.stripe_subscription_id)
+            return account
+        was_past_due = account.status == "past_due" and account.stripe_subscription_id == data["id"]
+        for name, value in derived.items():
+            setattr(account, name, value)
+        account.stripe_customer_id = account.stripe_customer_id or customer_id
+        if derived["status"] == "past_due":
+            if not (was_past_due and account.grace_until):
+                start = event_created or timezone.now()
+                account.grace_until = start + timedelta(days=settings.BILLING_GRACE_DAYS)
+        else:
+            account.grace_until = None
+        if derived["status"] in ENDED_STATUSES or (
+            account.paid_tier and tier_rank(derived["tier"]) >= tier_rank(account.paid_tier)
+        ):
+            account.paid_tier, account.paid_tier_until = "", None
+        account.synced_at = timezone.now()
+        _save(account, source=source, event_id=event_id)
+        return account
+
+
+def refresh_account(*, account: BillingAccount, source: str, event_id: str = "", event_created=None) -> bool:
+    """Re-read the account's subscription from Stripe and apply it; True when the state changed."""
+    if not account.stripe_subscription_id:
+        return False
+    with transaction.atomic():
+        locked = BillingAccount.objects.select_for_update().get(pk=account.pk)
+        before = account_state(locked)
+        subscription = stripe_gateway.retrieve_subscription(subscription_id=locked.stripe_subscription_id)
+        _mirror("Subscription", subscription)
+        apply_subscription(
+            subscription=subscription, source=source, event_id=event_id, event_created=event_created, account=locked
+        )
+        return account_state(locked) != before
+
+
+# --- Checkout, portal and plan changes ----------------------------------------------------------
+
+
+def _validate_plan(*, tier, interval) -> None:
+    fields = {}
+    if tier not in PAID_TIERS:
+        fields["tier"] = [f"Choose one of: {', '.join(PAID_TIERS)}."]
+    if interval not in INTERVALS:
+        fields["interval"] = [f"Choose one of: {', '.join(INTERVALS)}."]
+    if fields:
+        raise ValidationFailed(fields=fields)
+
+
+def _price_id(*, tier: str, interval: str) -> str:
+    price_id = find_price_id(tier=tier, interval=interval)
+    if price_id is None:
+        raise BillingNotConfigured(f"The {tier} plan is not on sale per {interval} yet (run billing_sync_plans).")
+    return price_id
+
+
+def _ensure_customer(*, user_id) -> str:
+    """The user's Stripe customer id, creating the customer on first use."""
+    from accounts.services import get_user
+
+    account, _ = BillingAccount.objects.get_or_create(user_id=user_id)
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    row = get_user(user_id=user_id)
+    customer = stripe_gateway.create_customer(user_id=str(user_id), email=row.email, name=row.name)
+    with transaction.atomic():
+        locked = _locked_account(user_id)
+        if not locked.stripe_customer_id:
+            locked.stripe_customer_id = customer.id
+            locked.save(update_fields=["stripe_customer_id", "updated_at"])
+        _mirror("Customer", customer)
+    forget_cached_state(user_id)
+    return locked.stripe_customer_id
+
+
+def start_checkout(*, user, tier: str, interval: str) -> str:
+    """A Stripe Checkout URL for a new subscription; 409 `subscription_exists` if one is live."""
+    _validate_plan(tier=tier, interval=interval)
+    _require_configured()
+    if has_live_subscription(account_state(BillingAccount.objects.filter(user_id=user.id).first())):
+        raise SubscriptionExists()
+    price_id = _price_id(tier=tier, interval=interval)
+    customer_id = _ensure_customer(user_id=user.id)
+    session = stripe_gateway.create_checkout_session(
+        customer_id=customer_id,
+        price_id=price_id,
+        user_id=str(user.id),
+        success_url=_billing_page_url("?session_id={CHECKOUT_SESSION_ID}"),
+        cancel_url=_billing_page_url("?checkout=cancelled"),
+        trial_days=settings.BILLING_TRIAL_DAYS,
+    )
+    return session.url
+
+
+def sync_checkout_session(*, user, session_id: str) -> Entitlements:
+    """Apply a finished Checkout session now (the success page), so the new tier shows before the webhook."""
+    _require_configured()
+    session = stripe_gateway.retrieve_checkout_session(session_id=session_id)
+    owner = session.get("client_reference_id") or (session.get("metadata") or {}).get("djstripe_subscriber")
+    if owner != str(user.id):
+        raise NotFound("No such checkout session.")
+    if session.get("subscription"):
+        subscription_id = session["subscription"]
+        if not isinstance(subscription_id, str):
+            subscription_id = subscription_id["id"]
+        subscription = stripe_gateway.retrieve_subscription(subscription_id=subscription_id)
+        with transaction.atomic():
+            _mirror("Subscription", subscription)
+            apply_subscription(subscription=subscription, source=TierChange.Source.CHECKOUT)
+    return get_entitlements(user=user)
+
+
+def create_portal_session(*, user) -> str:
+    """A Stripe billing portal URL for the user's customer (payment methods, invoices)."""
+    _require_configured()
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    if account is None or not account.stripe_customer_id:
+        raise Conflict("You have no billing account yet: subscribe to a plan first.")
+    session = stripe_gateway.create_portal_session(
+        customer_id=account.stripe_customer_id, return_url=_billing_page_url()
+    )
+    return session.url
+
+
+def _live_account(user) -> BillingAccount:
+    _require_configured()
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    if account is None or not has_live_subscription(account_state(account)):
+        raise NoSubscription()
+    return account
+
+
+def _apply_change(user, params: dict, *, paid_tier: str = "", paid_tier_until=None) -> Entitlements:
+    account = _live_account(user)
+    subscription = stripe_gateway.modify_subscription(subscription_id=account.stripe_subscription_id, **params)
+    with transaction.atomic():
+        locked = _locked_account(user.id)
+        _mirror("Subscription", subscription)
+        if paid_tier:
+            locked.paid_tier, locked.paid_tier_until = paid_tier, paid_tier_until
+        apply_subscription(subscription=subscription, source=TierChange.Source.API, account=locked)
+    return get_entitlements(user=user)
+
+
+def change_subscription(*, user, tier: str | None = None, interval: str | None = None) -> Entitlements:
+    """Change plan: an upgrade or interval switch now with prorations, a downgrade at period end."""
+    account = _live_account(user)
+    new_tier, new_interval = tier or account.tier, interval or account.interval
+    _validate_plan(tier=new_tier, interval=new_interval)
+    if (new_tier, new_interval) == (account.tier, account.interval):
+        return get_entitlements(user=user)
+    price_id = _price_id(tier=new_tier, interval=new_interval)
+    current = stripe_gateway.retrieve_subscription(subscription_id=account.stripe_subscription_id)
+    item_id = current["items"]["data"][0]["id"]
+    params = {"items": [{"id": item_id, "price": price_id}], "metadata": {"djstripe_subscriber": str(user.id)}}
+    if tier_rank(new_tier) < tier_rank(account.tier) and new_interval == account.interval:
+        # Downgrade: the new price bills from the next renewal; the tier paid for stays until then.
+        params["proration_behavior"] = "none"
+        return _apply_change(user, params, paid_tier=account.tier, paid_tier_until=account.current_period_end)
+    # Upgrade, or an interval switch (Stripe restarts the period): charge or credit the difference now.
+    params["proration_behavior"] = "create_prorations"
+    return _apply_change(user, params)
+
+
+def cancel_subscription(*, user) -> Entitlements:
+    """Cancel at period end: the tier stays until then."""
+    account = _live_account(user)
+    if account.cancel_at_period_end:
+        return get_entitlements(user=user)
+    return _apply_change(user, {"cancel_at_period_end": True})
+
+
+def resume_subscription(*, user) -> Entitlements:
+    """Undo a pending cancel (before the period ends)."""
+    account = _live_account(user)
+    if not account.cancel_at_period_end:
+        return get_entitlements(user=user)
+    return _apply_change(user, {"cancel_at_period_end": False})
 
 
 def cancel_for_deleted_user(*, user) -> None:
-    """Cancel whatever the user pays for before the account is deleted (no subscriptions yet)."""
+    """Before the account is deleted: cancel now without refund and detach the customer's payment methods."""
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    if account is None or not account.stripe_customer_id:
+        return
+    _require_configured()
+    if has_live_subscription(account_state(account)):
+        stripe_gateway.cancel_subscription_now(subscription_id=account.stripe_subscription_id)
+    for method in stripe_gateway.list_payment_methods(customer_id=account.stripe_customer_id):
+        stripe_gateway.detach_payment_method(payment_method_id=method["id"])
+    forget_cached_state(user.id)
+
+
+def export_billing_data(*, user) -> dict:
+    """What billing stores about the user (for the account export)."""
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    entitlements = get_entitlements(user=user)
+    return {
+        "tier": entitlements.tier,
+        "status": entitlements.status,
+        "source": entitlements.source,
+        "stripe_customer_id": account.stripe_customer_id if account else None,
+        "stripe_subscription_id": account.stripe_subscription_id if account else None,
+        "interval": entitlements.interval,
+        "current_period_end": _iso(entitlements.current_period_end),
+        "cancel_at_period_end": entitlements.cancel_at_period_end,
+        "trial_end": _iso(entitlements.trial_end),
+        "grace_until": _iso(entitlements.grace_until),
+        "comp_until": _iso(entitlements.comp_until),
+        "tier_changes": [
+            {
+                "from": change.from_tier,
+                "to": change.to_tier,
+                "source": change.source,
+                "at": change.created_at.isoformat(),
+            }
+            for change in TierChange.objects.filter(user_id=user.id).order_by("created_at", "id")
+        ],
+    }
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+# --- Staff tools --------------------------------------------------------------------------------
+
+
+def grant_comp_tier(*, user_id, tier: str, until: datetime, granted_by, reason: str = "") -> BillingAccount:
+    """Give a user `tier` until `until` whatever Stripe says (audited)."""
+    if tier not in PAID_TIERS:
+        raise ValidationFailed(fields={"tier": [f"Choose one of: {', '.join(PAID_TIERS)}."]})
+    if until <= timezone.now():
+        raise ValidationFailed(fields={"until": ["Choose a date in the future."]})
+    with transaction.atomic():
+        account = _locked_account(user_id)
+        account.comp_tier, account.comp_until, account.comp_reason = tier, until, reason[:255]
+        account.comp_granted_by = granted_by
+        _save(account, source=TierChange.Source.ADMIN, actor=granted_by, note=f"comp {tier} until {until:%Y-%m-%d}")
+        return account
+
+
+def revoke_comp_tier(*, user_id, revoked_by) -> None:
+    with transaction.atomic():
+        account = _locked_account(user_id)
+        account.comp_tier, account.comp_until, account.comp_reason = "", None, ""
+        _save(account, source=TierChange.Source.ADMIN, actor=revoked_by, note="comp revoked")
+
+
+def reconcile_accounts(*, only_live: bool = True) -> list[dict]:
+    """Re-read every subscription we track from Stripe and fix drift; a report line per changed account."""
+    _require_configured()
+    accounts = BillingAccount.objects.exclude(stripe_subscription_id="")
+    if only_live:
+        accounts = accounts.filter(status__in=LIVE_STATUSES)
+    report = []
+    for account in accounts.order_by("pk"):
+        before = account_state(account)
+        if refresh_account(account=account, source=TierChange.Source.RECONCILE):
+            account.refresh_from_db()
+            after = account_state(account)
+            changed = {name: (before[name], after[name]) for name in after if before[name] != after[name]}
+            report.append({"user_id": str(account.user_id), "changes": changed})
+    return report
+
+
+def record_expired_tiers(*, now: datetime | None = None) -> int:
+    """Log tier changes that happen by time alone (grace, downgrade, comp ends) and tell users who lost a tier."""
+    from django.db.models import Q
+
+    from accounts.services import get_user
+
+    now = now or timezone.now()
+    candidates = BillingAccount.objects.exclude(effective_tier=FREE).filter(
+        Q(grace_until__lte=now) | Q(paid_tier_until__lte=now) | Q(comp_until__lte=now)
+    )
+    changed = 0
+    for pk in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            account = BillingAccount.objects.select_for_update().get(pk=pk)
+            before = account.effective_tier
+            change = _save(account, source=TierChange.Source.EXPIRY)
+            if change is None:
+                continue
+            changed += 1
+            if account.status == "past_due" and change.to_tier == FREE:
+                user = get_user(user_id=account.user_id)
+                send_templated_email(
+                    to=user.email,
+                    template="billing_grace_ended",
+                    context={"name": user.name, "tier_title": TIERS[before].title, "billing_url": _billing_page_url()},
+                )
+    return changed

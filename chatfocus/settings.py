@@ -255,6 +255,10 @@ DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"  # Fixed before dj-stripe's first migration
 DJSTRIPE_SUBSCRIBER_MODEL = AUTH_USER_MODEL
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+# Free trial days on new Checkout subscriptions (0 = none).
+BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=0)
+# Timeout of every Stripe HTTP call (ours and dj-stripe's), in seconds.
+STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 
 # --- Sync, analytics ------------------------------------------------------------------------
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
