@@ -137,3 +137,11 @@ def test_server_writes_beat_device_clocks_running_ahead(sync):
     put = sync.client.put("/api/sync/settings", {"settings": {"theme": "light"}}, format="json", HTTP_IF_MATCH='"v1"')
     assert put.status_code == 200
     assert sync.document() == {"theme": "light"}
+
+
+def test_put_settings_over_1_mb_is_413_and_changes_nothing(sync):
+    document = {f"k{i}": "x" * 1000 for i in range(1100)}
+    response = sync.client.put("/api/sync/settings", {"settings": document}, format="json", HTTP_IF_MATCH='"v0"')
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not SyncState.objects.filter(user=sync.user).exists()

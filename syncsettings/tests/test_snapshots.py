@@ -53,3 +53,7 @@ def test_snapshot_list_is_newest_first_without_documents(sync):
 def test_snapshot_label_is_validated(sync):
     response = sync.client.post("/api/sync/snapshots", {"label": "x" * 101}, format="json")
     assert response.status_code == 400 and "label" in response.json()["error"]["fields"]
+
+
+def test_restore_of_an_out_of_range_snapshot_id_is_404(sync):
+    assert sync.client.post(f"/api/sync/snapshots/{2**70}/restore").status_code == 404
