@@ -7,7 +7,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from syncsettings import services
-from syncsettings.models import Change, Entry, SyncState
+from syncsettings.models import Change, Device, Entry, SyncState
 from syncsettings.tests.conc import run_concurrently
 from syncsettings.tests.conftest import SyncClient
 from syncsettings.tests.factories import make_op, now_ms
@@ -167,4 +167,18 @@ def test_increments_from_four_devices_with_retries_add_up_exactly(sync, set_tier
     run_concurrently(*[lambda c=c, d=d: increments(c, d) for c, d in zip(clients, devices, strict=True)])
     assert sync.document() == {"usageStats/filtersUsed": 400}
     assert SyncState.objects.get(user=sync.user).version == 400
+    assert_gapless(sync.user)
+
+
+def test_new_devices_racing_for_the_last_device_slot_let_exactly_one_in(sync, set_tier):
+    set_tier("free", devices=3)
+    sync.push("laptop", [make_op("a", 1)])
+    sync.push("desktop", [make_op("b", 1)])
+    clients = [clone(sync) for _ in range(4)]
+    results = run_concurrently(
+        *[lambda c=c, n=n: c.push(f"new-{n}", [make_op(f"from-{n}", 1)]) for n, c in enumerate(clients)]
+    )
+    codes = sorted(response.status_code for response in results)
+    assert codes == [200, 422, 422, 422]
+    assert Device.objects.filter(user=sync.user).count() == 3
     assert_gapless(sync.user)
