@@ -98,3 +98,31 @@ def browser_page(_chromium, live_server):
     yield page
     context.close()
     assert not console_errors, f"Console errors in the browser: {console_errors}"
+
+
+STRIPE_TEST_KEY = "sk_test_" + "chatfocusfake" * 2
+STRIPE_TEST_WEBHOOK_SECRET = "whsec_chatfocus_test_secret"
+
+
+@pytest.fixture
+def stripe_fake(settings, monkeypatch):
+    """Stripe configured with test keys and answered by billing's stateful fake (see billing/tests/stripe_fake.py)."""
+    import stripe
+
+    from billing.tests.stripe_fake import StripeFake
+
+    fake = StripeFake()
+    monkeypatch.setattr(stripe, "default_http_client", fake)
+    settings.STRIPE_SECRET_KEY = settings.STRIPE_TEST_SECRET_KEY = STRIPE_TEST_KEY
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_WEBHOOK_SECRET
+    return fake
+
+
+@pytest.fixture
+def stripe_prices(stripe_fake, db):
+    """The paid plans created in the fake and mirrored by billing_sync_plans: {(tier, interval): price id}."""
+    from billing.services import sync_plans
+
+    prices = stripe_fake.seed_catalog()
+    sync_plans()
+    return prices

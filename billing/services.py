@@ -28,9 +28,9 @@ from billing.selectors import (
     list_plans,
     resolve_tier,
 )
-from billing.tiers import FREE, TIERS, tier_rank
+from billing.tiers import BOOTSTRAP_CURRENCY, BOOTSTRAP_PRICES, FREE, TIERS, tier_rank
 from chatfocus.emails import send_templated_email
-from chatfocus.exceptions import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from chatfocus.exceptions import Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 
 __all__ = [
     "Entitlements",
@@ -51,11 +51,20 @@ __all__ = [
     "refresh_account",
     "reconcile_accounts",
     "record_expired_tiers",
+    "sync_plans",
+    "bootstrap_stripe",
+    "ensure_webhook_endpoint",
+    "refresh_subscription",
+    "forget_customer",
+    "notify_payment_failed",
+    "notify_payment_action_required",
+    "notify_trial_will_end",
 ]
 
 logger = logging.getLogger(__name__)
 
 BILLING_PAGE_PATH = "/account/billing/"
+WEBHOOK_TOLERANCE_SECONDS = 300
 ENDED_STATUSES = {"canceled", "incomplete_expired"}
 
 
@@ -245,6 +254,93 @@ def refresh_account(*, account: BillingAccount, source: str, event_id: str = "",
             subscription=subscription, source=source, event_id=event_id, event_created=event_created, account=locked
         )
         return account_state(locked) != before
+
+
+def refresh_subscription(
+    *,
+    subscription_id: str,
+    customer_id: str = "",
+    user_id_hint: str | None = None,
+    source: str,
+    event_id: str = "",
+    event_created: datetime | None = None,
+    fallback: dict | None = None,
+) -> BillingAccount | None:
+    """Apply Stripe's current version of a subscription, fetched while holding the user's row lock.
+
+    This is what makes webhooks order-safe: whatever snapshot an event carries, the state written
+    is the one Stripe has now, and two events for one user are applied one after the other. When
+    Stripe no longer knows the subscription, `fallback` (the event's snapshot) is applied.
+    """
+    with transaction.atomic():
+        account = None
+        user_id = user_id_hint or _user_id_of({}, customer_id)
+        if _user_exists(user_id):
+            account = _locked_account(user_id)
+        try:
+            subscription = stripe_gateway.retrieve_subscription(subscription_id=subscription_id)
+        except UpstreamError as error:
+            if fallback is None or not stripe_gateway.is_missing(error):
+                raise
+            subscription = fallback
+        return apply_subscription(
+            subscription=subscription, source=source, event_id=event_id, event_created=event_created, account=account
+        )
+
+
+def _user_exists(user_id) -> bool:
+    from django.contrib.auth import get_user_model
+
+    if not user_id:
+        return False
+    try:
+        return get_user_model().objects.filter(pk=user_id).exists()
+    except (ValueError, DjangoValidationError):
+        return False
+
+
+def forget_customer(*, customer_id: str, event_id: str = "") -> None:
+    """The Stripe customer was deleted: the user is back to free and gets a new customer on next checkout."""
+    with transaction.atomic():
+        account = BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+        if account is None:
+            return
+        account.stripe_customer_id = account.stripe_subscription_id = account.stripe_price_id = ""
+        account.tier, account.status, account.interval = FREE, "", ""
+        account.current_period_end = account.trial_end = account.grace_until = None
+        account.cancel_at_period_end = False
+        account.paid_tier, account.paid_tier_until = "", None
+        _save(account, source=TierChange.Source.WEBHOOK, event_id=event_id, note="customer deleted in Stripe")
+
+
+def _notify(account: BillingAccount | None, template: str, **context) -> None:
+    from accounts.services import get_user
+
+    if account is None:
+        return
+    user = get_user(user_id=account.user_id)
+    tier = TIERS[account.tier if account.tier in TIERS else FREE]
+    send_templated_email(
+        to=user.email,
+        template=template,
+        context={"name": user.name, "tier_title": tier.title, "billing_url": _billing_page_url(), **context},
+    )
+
+
+def _date(value) -> str | None:
+    return f"{value:%-d %B %Y}" if value else None
+
+
+def notify_payment_failed(*, account: BillingAccount | None) -> None:
+    _notify(account, "billing_payment_failed", grace_until=_date(account.grace_until) if account else None)
+
+
+def notify_payment_action_required(*, account: BillingAccount | None, invoice_url: str) -> None:
+    _notify(account, "billing_payment_action_required", invoice_url=invoice_url)
+
+
+def notify_trial_will_end(*, account: BillingAccount | None) -> None:
+    _notify(account, "billing_trial_will_end", trial_end=_date(account.trial_end) if account else None)
 
 
 # --- Checkout, portal and plan changes ----------------------------------------------------------
@@ -481,8 +577,6 @@ def record_expired_tiers(*, now: datetime | None = None) -> int:
     """Log tier changes that happen by time alone (grace, downgrade, comp ends) and tell users who lost a tier."""
     from django.db.models import Q
 
-    from accounts.services import get_user
-
     now = now or timezone.now()
     candidates = BillingAccount.objects.exclude(effective_tier=FREE).filter(
         Q(grace_until__lte=now) | Q(paid_tier_until__lte=now) | Q(comp_until__lte=now)
@@ -491,16 +585,81 @@ def record_expired_tiers(*, now: datetime | None = None) -> int:
     for pk in candidates.values_list("pk", flat=True):
         with transaction.atomic():
             account = BillingAccount.objects.select_for_update().get(pk=pk)
-            before = account.effective_tier
             change = _save(account, source=TierChange.Source.EXPIRY)
             if change is None:
                 continue
             changed += 1
             if account.status == "past_due" and change.to_tier == FREE:
-                user = get_user(user_id=account.user_id)
-                send_templated_email(
-                    to=user.email,
-                    template="billing_grace_ended",
-                    context={"name": user.name, "tier_title": TIERS[before].title, "billing_url": _billing_page_url()},
-                )
+                _notify(account, "billing_grace_ended")
     return changed
+
+
+# --- Catalogue and webhook endpoint -------------------------------------------------------------
+
+
+def sync_plans() -> list[str]:
+    """Mirror every Stripe product and price into dj-stripe; a report line per sellable price."""
+    _require_configured()
+    for product in stripe_gateway.list_products():
+        _mirror("Product", product)
+    report = []
+    for price in stripe_gateway.list_prices():
+        _mirror("Price", price)
+    for plan in list_plans(billing_configured=True):
+        for price in plan["prices"]:
+            report.append(
+                f"{plan['tier']} per {price['interval']}: {price['id']} ({price['unit_amount']} {price['currency']})"
+            )
+    return report
+
+
+def bootstrap_stripe() -> list[str]:
+    """Create the paid products and prices in the Stripe account (skipping what exists), then mirror them."""
+    _require_configured()
+    products = {
+        (product.get("metadata") or {}).get("chatfocus_tier"): product
+        for product in stripe_gateway.list_products()
+        if product.get("active")
+    }
+    existing = {price.get("lookup_key") for price in stripe_gateway.list_prices() if price.get("active")}
+    created = []
+    for (tier, interval), amount in BOOTSTRAP_PRICES.items():
+        if tier not in products:
+            products[tier] = stripe_gateway.create_product(name=f"ChatFocus {TIERS[tier].title}", tier=tier)
+            created.append(f"product {products[tier].id} ({tier})")
+        if f"chatfocus_{tier}_{interval}" in existing:
+            continue
+        price = stripe_gateway.create_price(
+            product_id=products[tier]["id"],
+            tier=tier,
+            interval=interval,
+            unit_amount=amount,
+            currency=BOOTSTRAP_CURRENCY,
+        )
+        created.append(f"price {price.id} ({tier} per {interval})")
+    sync_plans()
+    return created
+
+
+def ensure_webhook_endpoint():
+    """dj-stripe's endpoint row made from env (STRIPE_WEBHOOK_SECRET, API_URL); None without a secret."""
+    from djstripe.enums import WebhookEndpointValidation
+    from djstripe.models import WebhookEndpoint
+
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        return None
+    wanted = {
+        "url": f"{settings.API_URL}/api/subscriptions/webhook",
+        "secret": settings.STRIPE_WEBHOOK_SECRET,
+        "api_version": settings.STRIPE_API_VERSION,
+        "livemode": settings.STRIPE_LIVE_MODE,
+        "enabled_events": ["*"],
+        "status": "enabled",
+        "djstripe_tolerance": WEBHOOK_TOLERANCE_SECONDS,
+        "djstripe_validation_method": WebhookEndpointValidation.verify_signature,
+    }
+    endpoint_id = f"we_chatfocus_{'live' if settings.STRIPE_LIVE_MODE else 'test'}"
+    endpoint = WebhookEndpoint.objects.filter(id=endpoint_id).first()
+    if endpoint is None or any(getattr(endpoint, name) != value for name, value in wanted.items()):
+        endpoint, _ = WebhookEndpoint.objects.update_or_create(id=endpoint_id, defaults=wanted)
+    return endpoint

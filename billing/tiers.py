@@ -51,3 +51,14 @@ TIERS = {
 
 def tier_rank(name: str) -> int:
     return TIER_ORDER.index(name)
+
+
+# What `billing_bootstrap_stripe` creates in a fresh Stripe account (amounts in cents); prices then
+# live in Stripe and are mirrored by dj-stripe.
+BOOTSTRAP_CURRENCY = "usd"
+BOOTSTRAP_PRICES = {
+    (PRO, "month"): 500,
+    (PRO, "year"): 5000,
+    (PREMIUM, "month"): 1200,
+    (PREMIUM, "year"): 12000,
+}

@@ -1,0 +1,83 @@
+from rest_framework import serializers
+
+from billing.selectors import INTERVALS, PAID_TIERS
+from billing.tiers import TIER_ORDER
+
+
+class LimitsSerializer(serializers.Serializer):
+    sync_bytes = serializers.IntegerField()
+    value_bytes = serializers.IntegerField()
+    keys = serializers.IntegerField()
+    devices = serializers.IntegerField()
+    history_days = serializers.IntegerField()
+    snapshots = serializers.IntegerField()
+
+
+class EntitlementsSerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(choices=TIER_ORDER)
+    status = serializers.CharField(help_text="Stripe's subscription status, or `free` without a subscription.")
+    interval = serializers.ChoiceField(choices=INTERVALS, allow_null=True)
+    current_period_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+    trial_end = serializers.DateTimeField(allow_null=True)
+    grace_until = serializers.DateTimeField(allow_null=True, help_text="While past_due: the tier is kept until then.")
+    source = serializers.ChoiceField(choices=["free", "stripe", "comp"])
+    pending_tier = serializers.ChoiceField(
+        choices=TIER_ORDER, allow_null=True, help_text="After a downgrade: the tier from the end of the period."
+    )
+    comp_until = serializers.DateTimeField(allow_null=True, help_text="A staff grant: the tier is kept until then.")
+    limits = LimitsSerializer()
+    features = serializers.ListField(child=serializers.CharField())
+
+
+class PriceSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    interval = serializers.ChoiceField(choices=INTERVALS)
+    unit_amount = serializers.IntegerField(help_text="In the currency's smallest unit (cents).")
+    currency = serializers.CharField()
+
+
+class PlanSerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(choices=TIER_ORDER)
+    title = serializers.CharField()
+    limits = LimitsSerializer()
+    features = serializers.ListField(child=serializers.CharField())
+    prices = PriceSerializer(many=True)
+
+
+class PlansSerializer(serializers.Serializer):
+    billing_configured = serializers.BooleanField()
+    plans = PlanSerializer(many=True)
+
+
+class CheckoutRequestSerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(choices=PAID_TIERS)
+    interval = serializers.ChoiceField(choices=INTERVALS)
+
+
+class CheckoutResponseSerializer(serializers.Serializer):
+    checkout_url = serializers.URLField()
+
+
+class ChangeRequestSerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(choices=PAID_TIERS, required=False)
+    interval = serializers.ChoiceField(choices=INTERVALS, required=False)
+    resume = serializers.BooleanField(required=False, help_text="`true` undoes a pending cancel.")
+
+    def validate(self, attrs):
+        if attrs.get("resume") is False:
+            raise serializers.ValidationError({"resume": ["Only `true` is meaningful; cancel with DELETE."]})
+        if "resume" in attrs and ("tier" in attrs or "interval" in attrs):
+            raise serializers.ValidationError({"resume": ["Resume on its own, then change the plan."]})
+        if not attrs:
+            raise serializers.ValidationError("Send `tier`, `interval` or `resume`.")
+        return attrs
+
+
+class PortalResponseSerializer(serializers.Serializer):
+    url = serializers.URLField()
+
+
+class WebhookResponseSerializer(serializers.Serializer):
+    received = serializers.BooleanField()
+    outcome = serializers.ChoiceField(choices=["processed", "ignored", "duplicate"])

@@ -1,0 +1,224 @@
+"""Stripe webhooks: verify, store once, process in its own transaction, dispatch to services.
+
+1. The `Stripe-Signature` header is checked over the raw body with STRIPE_WEBHOOK_SECRET (300 s
+   tolerance) before any lookup or storage: a bad, missing or stale signature is a 400 and nothing
+   is written. dj-stripe's own view is not used because it answers 404 without an endpoint row,
+   stores the request before validating and, under DEBUG, accepts an `x-djstripe-webhook-secret`
+   header in place of the real secret; here no header can replace the secret.
+2. The event is stored by its Stripe id (primary key): a duplicate delivery finds the row.
+3. Exactly one request processes it: the row is locked with SKIP LOCKED, so a concurrent duplicate
+   sees nothing to do and answers 200, and a processed event is never processed again.
+4. Processing runs in a savepoint: dj-stripe mirrors the event (its Event log; it re-fetches the
+   object from Stripe), then our handlers apply our rules from Stripe's current state. A failure
+   rolls the savepoint back, marks the event failed with its traceback (replayable with
+   `billing_replay_events --failed`) and answers 500, so Stripe retries too.
+"""
+
+import json
+import logging
+import traceback
+from datetime import UTC, datetime
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing import services
+from billing.models import TierChange, WebhookEvent
+from chatfocus.exceptions import DomainError, ValidationFailed
+from chatfocus.metrics import WEBHOOK_EVENTS
+
+logger = logging.getLogger(__name__)
+
+SOURCE = TierChange.Source.WEBHOOK
+
+
+class SignatureInvalid(DomainError):
+    code, status, message = "signature_invalid", 400, "The Stripe-Signature header is missing, invalid or too old."
+
+
+class WebhookProcessingFailed(DomainError):
+    code, status, message = "server_error", 500, "Processing the event failed; it is kept for a retry."
+
+
+def _verify(payload: bytes, signature: str | None) -> None:
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret or not signature:
+        raise SignatureInvalid()
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature, secret, tolerance=services.WEBHOOK_TOLERANCE_SECONDS
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as error:
+        raise SignatureInvalid() from error
+
+
+def receive_webhook(*, payload: bytes, signature: str | None) -> str:
+    """Verify, store and process one delivery; the outcome: processed, ignored or duplicate."""
+    try:
+        _verify(payload, signature)
+    except SignatureInvalid:
+        WEBHOOK_EVENTS.labels(type="unknown", outcome="signature_invalid").inc()
+        raise
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        event = None
+    if not (
+        isinstance(event, dict)
+        and event.get("object") == "event"
+        and isinstance(event.get("id"), str)
+        and isinstance(event.get("type"), str)
+        and isinstance((event.get("data") or {}).get("object"), dict)
+    ):
+        raise ValidationFailed("The body is not a Stripe event.")
+    WebhookEvent.objects.get_or_create(
+        id=event["id"],
+        defaults={
+            "type": event["type"],
+            "livemode": bool(event.get("livemode")),
+            "stripe_created": datetime.fromtimestamp(event["created"], tz=UTC) if event.get("created") else None,
+            "payload": event,
+        },
+    )
+    return process_event(event_id=event["id"])
+
+
+def process_event(*, event_id: str) -> str:
+    """Process a stored event unless it is done or being processed; raises WebhookProcessingFailed on failure."""
+    with transaction.atomic():
+        stored = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(id=event_id, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED])
+            .first()
+        )
+        if stored is None:
+            WEBHOOK_EVENTS.labels(type=_type_of(event_id), outcome="duplicate").inc()
+            return "duplicate"
+        stored.attempts += 1
+        failure = None
+        try:
+            with transaction.atomic():
+                handled = _dispatch(stored)
+        except Exception as error:
+            logger.exception("Stripe event %s (%s) failed", stored.id, stored.type)
+            failure = error
+            stored.status, stored.error = WebhookEvent.Status.FAILED, traceback.format_exc()
+        else:
+            stored.status = WebhookEvent.Status.PROCESSED if handled else WebhookEvent.Status.IGNORED
+            stored.error, stored.processed_at = "", timezone.now()
+            if not handled:
+                logger.info("Stripe event %s of unhandled type %s", stored.id, stored.type)
+        stored.save()
+    WEBHOOK_EVENTS.labels(type=stored.type, outcome=stored.status).inc()
+    if failure is not None:
+        raise WebhookProcessingFailed() from failure
+    return stored.status
+
+
+def replay_failed_events() -> dict[str, str]:
+    """Process every failed event again, oldest first: {event id: outcome}."""
+    outcomes = {}
+    failed = WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED).order_by("received_at")
+    for event_id in failed.values_list("id", flat=True):
+        try:
+            outcomes[event_id] = process_event(event_id=event_id)
+        except WebhookProcessingFailed:
+            outcomes[event_id] = WebhookEvent.Status.FAILED
+    return outcomes
+
+
+def _type_of(event_id: str) -> str:
+    return WebhookEvent.objects.filter(id=event_id).values_list("type", flat=True).first() or "unknown"
+
+
+def _dispatch(stored: WebhookEvent) -> bool:
+    """Mirror the event with dj-stripe, then apply our rules; False for types we do not act on."""
+    from djstripe.models import Event
+
+    endpoint = services.ensure_webhook_endpoint()
+    account = endpoint.djstripe_owner_account if endpoint else None
+    api_key = (account.default_api_key if account else None) or settings.STRIPE_SECRET_KEY
+    Event.process(stored.payload, api_key=api_key)
+    handler = HANDLERS.get(stored.type)
+    if handler is None:
+        return False
+    handler(stored.payload["data"]["object"], event_id=stored.id, event_created=stored.stripe_created)
+    return True
+
+
+def _id(value) -> str:
+    return value if isinstance(value, str) or value is None else value.get("id")
+
+
+def _on_checkout_completed(session: dict, **event):
+    if session.get("mode") != "subscription" or not session.get("subscription"):
+        return
+    user_id = session.get("client_reference_id") or (session.get("metadata") or {}).get("djstripe_subscriber")
+    services.refresh_subscription(
+        subscription_id=_id(session["subscription"]),
+        customer_id=_id(session.get("customer")) or "",
+        user_id_hint=user_id,
+        source=SOURCE,
+        **event,
+    )
+
+
+def _on_subscription(subscription: dict, **event):
+    return services.refresh_subscription(
+        subscription_id=subscription["id"],
+        customer_id=_id(subscription.get("customer")) or "",
+        user_id_hint=(subscription.get("metadata") or {}).get("djstripe_subscriber"),
+        source=SOURCE,
+        fallback=subscription,
+        **event,
+    )
+
+
+def _on_trial_will_end(subscription: dict, **event):
+    services.notify_trial_will_end(account=_on_subscription(subscription, **event))
+
+
+def _invoice_account(invoice: dict, **event):
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    subscription_id = _id(details.get("subscription"))
+    if not subscription_id:
+        return None
+    return services.refresh_subscription(
+        subscription_id=subscription_id,
+        customer_id=_id(invoice.get("customer")) or "",
+        user_id_hint=(details.get("metadata") or {}).get("djstripe_subscriber"),
+        source=SOURCE,
+        **event,
+    )
+
+
+def _on_invoice_paid(invoice: dict, **event):
+    _invoice_account(invoice, **event)
+
+
+def _on_payment_failed(invoice: dict, **event):
+    services.notify_payment_failed(account=_invoice_account(invoice, **event))
+
+
+def _on_payment_action_required(invoice: dict, **event):
+    account = _invoice_account(invoice, **event)
+    services.notify_payment_action_required(account=account, invoice_url=invoice.get("hosted_invoice_url") or "")
+
+
+def _on_customer_deleted(customer: dict, event_id: str, **event):
+    services.forget_customer(customer_id=customer["id"], event_id=event_id)
+
+
+HANDLERS = {
+    "checkout.session.completed": _on_checkout_completed,
+    "customer.subscription.created": _on_subscription,
+    "customer.subscription.updated": _on_subscription,
+    "customer.subscription.deleted": _on_subscription,
+    "customer.subscription.trial_will_end": _on_trial_will_end,
+    "invoice.paid": _on_invoice_paid,
+    "invoice.payment_failed": _on_payment_failed,
+    "invoice.payment_action_required": _on_payment_action_required,
+    "customer.deleted": _on_customer_deleted,
+}
