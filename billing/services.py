@@ -573,11 +573,11 @@ def reconcile_accounts(*, only_live: bool = True) -> list[dict]:
     return report
 
 
-def record_expired_tiers(*, now: datetime | None = None) -> int:
+def record_expired_tiers() -> int:
     """Log tier changes that happen by time alone (grace, downgrade, comp ends) and tell users who lost a tier."""
     from django.db.models import Q
 
-    now = now or timezone.now()
+    now = timezone.now()
     candidates = BillingAccount.objects.exclude(effective_tier=FREE).filter(
         Q(grace_until__lte=now) | Q(paid_tier_until__lte=now) | Q(comp_until__lte=now)
     )

@@ -284,6 +284,16 @@ CELERY_BEAT_SCHEDULE["sync-prune-history"] = {
     "task": "syncsettings.tasks.prune_sync_history_task",
     "schedule": crontab(minute=30, hour=3),
 }
+# Billing: log tier changes that happen by time alone (grace, downgrade, comp ends) and email users
+# who lost a tier, hourly; re-read live subscriptions from Stripe nightly in case a webhook was lost.
+CELERY_BEAT_SCHEDULE["billing-record-expired-tiers"] = {
+    "task": "billing.tasks.record_expired_tiers_task",
+    "schedule": timedelta(hours=1),
+}
+CELERY_BEAT_SCHEDULE["billing-reconcile"] = {
+    "task": "billing.tasks.reconcile_accounts_task",
+    "schedule": crontab(minute=15, hour=4),
+}
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
