@@ -371,7 +371,10 @@ def _ensure_customer(*, user_id) -> str:
     if account.stripe_customer_id:
         return account.stripe_customer_id
     row = get_user(user_id=user_id)
-    customer = stripe_gateway.create_customer(user_id=str(user_id), email=row.email, name=row.name)
+    # Concurrent first checkouts read the same row version, so they share one idempotency key and get one
+    # customer; after a customer is deleted the row has changed and a new customer is created.
+    attempt = f"{user_id}-{account.updated_at.timestamp():.0f}"
+    customer = stripe_gateway.create_customer(user_id=str(user_id), attempt=attempt, email=row.email, name=row.name)
     with transaction.atomic():
         locked = _locked_account(user_id)
         if not locked.stripe_customer_id:

@@ -47,15 +47,14 @@ def is_missing(error: UpstreamError) -> bool:
 # --- Customers ----------------------------------------------------------------------------------
 
 
-def create_customer(*, user_id: str, email: str, name: str):
-    # One key per user: concurrent first checkouts get the same customer back from Stripe.
+def create_customer(*, user_id: str, attempt: str, email: str, name: str):
     return _call(
         "customer.create",
         stripe.Customer.create,
         email=email,
         name=name or None,
         metadata={"djstripe_subscriber": user_id},
-        idempotency_key=f"cf-customer-{user_id}",
+        idempotency_key=f"cf-customer-{attempt}",
     )
 
 

@@ -314,6 +314,7 @@ class StripeFake(stripe.HTTPClient):
         ("POST", r"/v1/customers", "create_customer"),
         ("GET", r"/v1/customers/(?P<id>[^/]+)", "get_customer"),
         ("POST", r"/v1/customers/(?P<id>[^/]+)", "modify_customer"),
+        ("DELETE", r"/v1/customers/(?P<id>[^/]+)", "delete_customer"),
         ("GET", r"/v1/customers/(?P<id>[^/]+)/payment_methods", "list_payment_methods"),
         ("POST", r"/v1/payment_methods/(?P<id>[^/]+)/detach", "detach_payment_method"),
         ("POST", r"/v1/products", "create_product"),
@@ -438,6 +439,11 @@ class StripeFake(stripe.HTTPClient):
         customer["metadata"].update(params.pop("metadata", {}))
         customer.update(params)
         return self._public(customer)
+
+    def _delete_customer(self, params, id):
+        self._get(id, "customer")
+        del self.objects[id]
+        return {"id": id, "object": "customer", "deleted": True}
 
     def _list_payment_methods(self, params, id):
         customer = self._get(id, "customer")
