@@ -112,8 +112,9 @@ def test_duplicate_delivery_is_processed_once(api_client, stripe_fake, stripe_pr
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_deliveries_process_once(stripe_fake, stripe_prices, django_capture_on_commit_callbacks):
-    from accounts.tests.factories import UserFactory
     from rest_framework.test import APIClient
+
+    from accounts.tests.factories import UserFactory
 
     user = UserFactory()
     subscription_id = subscribe(stripe_fake, user)
