@@ -184,8 +184,15 @@ def _user_id_of(subscription: dict, customer_id: str):
     user_id = (subscription.get("metadata") or {}).get("djstripe_subscriber")
     if user_id:
         return user_id
-    account = BillingAccount.objects.filter(stripe_customer_id=customer_id).first() if customer_id else None
-    return account.user_id if account else None
+    if not customer_id:
+        return None
+    account = BillingAccount.objects.filter(stripe_customer_id=customer_id).first()
+    if account:
+        return account.user_id
+    # A customer made outside our checkout (dashboard, portal) but tied to a user in dj-stripe's mirror.
+    from djstripe.models import Customer
+
+    return Customer.objects.filter(id=customer_id).values_list("subscriber_id", flat=True).first()
 
 
 def apply_subscription(
