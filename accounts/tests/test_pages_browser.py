@@ -417,3 +417,26 @@ def test_profile_email_change_waits_for_confirmation(browser_page, shot, mailout
     expect(page.get_by_label("Email", exact=True)).to_have_value("mover@example.com")
     assert mailoutbox[-1].to == ["moved@example.com"]
     shot(page, "email-change-requested")
+
+
+def test_billing_upgrade_redirects_to_stripe_checkout(browser_page, shot, stripe_prices, stripe_fake):
+    user = UserFactory(email="upgrader@example.com")
+    page = browser_page
+    # The fake's Checkout URL is not reachable offline: answer it in the browser instead.
+    page.route(
+        "https://checkout.stripe.test/**",
+        lambda route: route.fulfill(
+            status=200, content_type="text/html", body="<!doctype html><title>Stripe Checkout</title><h1>Pay</h1>"
+        ),
+    )
+    log_in(page, "upgrader@example.com")
+    page.goto("/account/billing/")
+    expect(page.get_by_role("heading", name="Your plan: Free")).to_be_visible()
+    shot(page, "billing-configured")
+    page.get_by_role("button", name="Upgrade to Pro").first.click()
+    page.wait_for_url("https://checkout.stripe.test/**")
+    expect(page.get_by_role("heading", name="Pay")).to_be_visible()
+    sessions = stripe_fake.calls("POST", "/v1/checkout/sessions")
+    assert len(sessions) == 1
+    assert sessions[0].params["client_reference_id"] == str(user.id)
+    assert sessions[0].idempotency_key
