@@ -16,6 +16,9 @@ max_requests_jitter = 200
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = None  # The app logs one JSON line per request (chatfocus.request).
 errorlog = "-"
+# gunicorn 27's control socket lives at one fixed path per user: a second server on the host (a
+# login pool, a benchmark) would take it over. Nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server):

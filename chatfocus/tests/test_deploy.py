@@ -1,0 +1,133 @@
+"""Deploy readiness: the image, the release phase and gunicorn as they ship (no Docker engine needed)."""
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatfocus.tests.test_project import PROD_ENV, ROOT
+
+GUNICORN_PORT = 8141
+
+
+def dockerfile_instructions():
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def procfile():
+    return dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ":" in line)
+
+
+def test_docker_image_is_slim_and_runs_as_non_root():
+    instructions = dockerfile_instructions()
+    assert [arg for op, arg in instructions if op == "FROM"] == ["python:3.11-slim"]
+    users = [arg for op, arg in instructions if op == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".git"} <= set(ignored)
+
+
+def test_procfile_release_phase_migrates_and_refuses_an_unsafe_config():
+    release = procfile()["release"]
+    assert "migrate --noinput" in release
+    assert "check --deploy --fail-level WARNING" in release
+    assert "&&" in release  # any failing step stops the release
+    assert procfile()["web"].split()[0] == "gunicorn"
+
+
+def test_gunicorn_config_is_sane():
+    config = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), config)
+    assert config["worker_class"] == "sync"
+    assert 10 <= config["timeout"] <= 60
+    assert 10 <= config["graceful_timeout"] <= config["timeout"]
+    assert config["max_requests"] > 0 and config["max_requests_jitter"] > 0
+    assert config["control_socket_disable"] is True
+
+
+def wait_until_serving(port, process, seconds=20):
+    """Wait for an answer, not just a listening socket: the arbiter listens before its worker boots."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n")
+                if conn.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn did not serve on {port}")
+
+
+@pytest.fixture
+def gunicorn_server():
+    env = {**os.environ, **PROD_ENV, "PORT": str(GUNICORN_PORT), "WEB_CONCURRENCY": "1", "REDIS_URL": ""}
+    env["ALLOWED_HOSTS"] = "api.chatfocus.app,127.0.0.1"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{GUNICORN_PORT}",
+            "chatfocus.wsgi",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_serving(GUNICORN_PORT, process)
+        yield process, env
+    finally:
+        # SIGTERM, not SIGKILL: a killed arbiter leaves its worker listening on the port.
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_docker_healthcheck_command_passes_against_gunicorn(gunicorn_server):
+    _, env = gunicorn_server
+    healthcheck = next(arg for op, arg in dockerfile_instructions() if op == "HEALTHCHECK")
+    assert "/healthz" in healthcheck
+    command = shlex.split(re.sub(r"^.*?\bCMD\s+", "", healthcheck))
+    result = subprocess.run(
+        command, env={**env, "PORT": str(GUNICORN_PORT)}, capture_output=True, text=True, timeout=10
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_gunicorn_finishes_the_request_in_flight_on_sigterm(gunicorn_server):
+    process, _ = gunicorn_server
+    request = b"GET /healthz HTTP/1.1\r\nHost: api.chatfocus.app\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n"
+    with socket.create_connection(("127.0.0.1", GUNICORN_PORT), timeout=10) as conn:
+        conn.sendall(request)  # the request is half sent: the worker is busy with it
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        conn.sendall(b"\r\n")
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+    assert b'"status":"ok"' in response.replace(b" ", b"")
+    assert process.wait(timeout=35) == 0
