@@ -85,6 +85,18 @@ class AccountAdapter(DefaultAccountAdapter):
         metrics.SIGNUPS.labels(method="password").inc()
         return user
 
+    def post_login(self, request, user, **kwargs):
+        """Hosted-page logins count like the API's; extension OAuth logins count when their code is exchanged."""
+        sociallogin = (kwargs.get("signal_kwargs") or {}).get("sociallogin")
+        if not kwargs.get("signup") and not oauth.is_extension_login(request):
+            method = sociallogin.account.provider if sociallogin else "password"
+            metrics.LOGINS.labels(method=method, outcome="success").inc()
+        return super().post_login(request, user, **kwargs)
+
+    def authentication_failed(self, request, **credentials):
+        metrics.LOGINS.labels(method="password", outcome="failure").inc()
+        super().authentication_failed(request, **credentials)
+
     def set_password(self, user, password):
         """Hosted password change and reset sign out every API session too."""
         from accounts.services import set_user_password

@@ -43,6 +43,22 @@ def test_login_sets_a_secure_httponly_lax_session_cookie(client):
     assert cookie["samesite"] == "Lax"
 
 
+def test_hosted_page_logins_count_in_the_login_metrics(client):
+    from chatfocus import metrics
+
+    def logins(outcome):
+        return metrics.LOGINS.labels(method="password", outcome=outcome)._value.get()
+
+    user = UserFactory()
+    successes, failures = logins("success"), logins("failure")
+    assert client.post("/account/login/", {"login": user.email, "password": "wrong-password"}).status_code == 200
+    assert (
+        client.post("/account/login/", {"login": user.email, "password": "correct-horse-battery-staple"}).status_code
+        == 302
+    )
+    assert (logins("success"), logins("failure")) == (successes + 1, failures + 1)
+
+
 def test_api_responses_set_no_cookies_even_for_a_logged_in_browser(client):
     client.force_login(UserFactory())
     response = client.get("/api/no-such-endpoint")
