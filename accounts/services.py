@@ -1,7 +1,7 @@
 """Account verbs; other apps call these, never accounts' models."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from allauth.account.adapter import get_adapter
 from allauth.account.forms import default_token_generator
@@ -15,7 +15,8 @@ from django.contrib.auth.models import update_last_login
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -52,6 +53,18 @@ def get_user(*, user_id) -> User:
     if user is None:
         raise NotFound("This account no longer exists.")
     return user
+
+
+def count_signups_by_day(*, start: datetime, end: datetime) -> dict[date, int]:
+    """Accounts created per UTC day in [start, end)."""
+    rows = (
+        User.objects.filter(date_joined__gte=start, date_joined__lt=end)
+        .annotate(day=TruncDate("date_joined", tzinfo=UTC))
+        .values("day")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return {row["day"]: row["count"] for row in rows}
 
 
 def get_preferences(*, user) -> Preferences:
@@ -385,10 +398,9 @@ def _user_for_reset_token(token: str) -> User:
 
 def export_user_data(*, user) -> dict:
     """Everything stored about the user, each app contributing through its own service."""
-    from syncsettings.services import export_sync_data
-
     from analytics.services import export_user_events
     from billing.services import export_billing_data
+    from syncsettings.services import export_sync_data
 
     row = get_user(user_id=user.id)
     preferences = get_preferences(user=row)
@@ -440,10 +452,9 @@ def export_user_data(*, user) -> dict:
 
 def delete_account(*, user, password: str | None = None) -> None:
     """Cancel billing, erase sync data, events, sessions and tokens, then the user; a goodbye email follows."""
-    from syncsettings.services import delete_sync_data
-
     from analytics.services import delete_user_events
     from billing.services import cancel_for_deleted_user
+    from syncsettings.services import delete_sync_data
 
     row = get_user(user_id=user.id)
     _confirm_identity(user=user, row=row, password=password, field="password")

@@ -3,15 +3,13 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.contrib.auth import get_user_model
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
-from djstripe.models import Subscription
+from django.db.models import Sum
 
+from accounts.services import count_signups_by_day
 from analytics.models import DailyActiveUsers, DailyEventRollup, DailyMetricRollup, EventDefinition
+from billing.services import count_paid_conversions_by_day
 
 TOP_FEATURES = 10
-UNFINISHED_CHECKOUT_STATUSES = ["incomplete", "incomplete_expired"]
 
 
 @dataclass
@@ -74,33 +72,3 @@ def get_dashboard_data(*, days: int, last_day: date) -> DashboardData:
 
 def _per_day(counts: dict[date, int], days: list[date]) -> list[int]:
     return [counts.get(day, 0) for day in days]
-
-
-def count_signups_by_day(*, start: datetime, end: datetime) -> dict[date, int]:
-    """Accounts created per UTC day (accounts.services offers no count, so via the auth user model)."""
-    rows = (
-        get_user_model()
-        .objects.filter(date_joined__gte=start, date_joined__lt=end)
-        .annotate(day=TruncDate("date_joined", tzinfo=UTC))
-        .values("day")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
-    return {row["day"]: row["count"] for row in rows}
-
-
-def count_paid_conversions_by_day(*, start: datetime, end: datetime) -> dict[date, int]:
-    """Stripe subscriptions started per UTC day, unfinished checkouts excluded.
-
-    billing.services has no such count yet, so this reads dj-stripe's mirror of Stripe (not
-    billing's own tables); it belongs in billing.services once billing offers it.
-    """
-    rows = (
-        Subscription.objects.filter(created__gte=start, created__lt=end)
-        .exclude(stripe_data__status__in=UNFINISHED_CHECKOUT_STATUSES)
-        .annotate(day=TruncDate("created", tzinfo=UTC))
-        .values("day")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
-    return {row["day"]: row["count"] for row in rows}

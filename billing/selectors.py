@@ -1,12 +1,15 @@
 """Billing reads: the tier rule, entitlements (cached per user) and the plan catalogue from dj-stripe's mirror."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 from django.utils import timezone
+from djstripe.models import Subscription
 
 from billing.models import BillingAccount
 from billing.tiers import FREE, PREMIUM, PRO, TIERS, Limits, tier_rank
@@ -15,6 +18,7 @@ PAID_TIERS = (PRO, PREMIUM)
 INTERVALS = ("month", "year")
 FULL_ACCESS_STATUSES = {"active", "trialing"}
 # Statuses of a subscription that still exists in Stripe: a second checkout would double-bill.
+UNFINISHED_CHECKOUT_STATUSES = ["incomplete", "incomplete_expired"]
 LIVE_STATUSES = {"active", "trialing", "past_due", "unpaid", "incomplete", "paused"}
 ACCOUNT_CACHE_KEY = "billing:account:{user_id}"
 ACCOUNT_CACHE_SECONDS = 24 * 3600
@@ -188,3 +192,16 @@ def list_plans(*, billing_configured: bool) -> list[dict]:
         }
         for tier in TIERS.values()
     ]
+
+
+def count_paid_conversions_by_day(*, start: datetime, end: datetime) -> dict[date, int]:
+    """Stripe subscriptions started per UTC day in [start, end), unfinished checkouts excluded."""
+    rows = (
+        Subscription.objects.filter(created__gte=start, created__lt=end)
+        .exclude(stripe_data__status__in=UNFINISHED_CHECKOUT_STATUSES)
+        .annotate(day=TruncDate("created", tzinfo=UTC))
+        .values("day")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return {row["day"]: row["count"] for row in rows}
