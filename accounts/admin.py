@@ -9,6 +9,7 @@ from django.utils import timezone
 from accounts.models import Session, User
 from accounts.oauth import PROVIDERS
 from accounts.sessions import revoke_session_by_id
+from billing.services import TIERS, filter_users_by_tier
 
 
 class UserCreateForm(UserCreationForm):
@@ -54,6 +55,19 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset
 
 
+class TierFilter(admin.SimpleListFilter):
+    title = "tier"
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        return [(tier, tier.title()) for tier in TIERS]
+
+    def queryset(self, request, queryset):
+        if self.value() in TIERS:
+            return filter_users_by_tier(queryset, tier=self.value())
+        return queryset
+
+
 class SessionInline(admin.TabularInline):
     model = Session
     fields = ("device_name", "method", "ip_address", "created_at", "last_used_at", "revoked_at", "revoked_reason")
@@ -73,7 +87,15 @@ class UserAdmin(DjangoUserAdmin):
     add_form = UserCreateForm
     ordering = ("-date_joined",)
     list_display = ("email", "name", "is_active", "is_staff", "date_joined")
-    list_filter = (EmailVerifiedFilter, "is_staff", ProviderFilter, "is_active", "is_superuser", "date_joined")
+    list_filter = (
+        TierFilter,
+        EmailVerifiedFilter,
+        "is_staff",
+        ProviderFilter,
+        "is_active",
+        "is_superuser",
+        "date_joined",
+    )
     inlines = (SessionInline,)
     search_fields = ("email", "name")
     readonly_fields = ("id", "date_joined", "updated_at", "last_login")

@@ -205,3 +205,15 @@ def count_paid_conversions_by_day(*, start: datetime, end: datetime) -> dict[dat
         .order_by()
     )
     return {row["day"]: row["count"] for row in rows}
+
+
+def filter_users_by_tier(users, *, tier: str):
+    """`users` (a User queryset) narrowed to those whose recorded effective tier is `tier`.
+
+    effective_tier is rewritten on every billing change and by the nightly expiry pass
+    (record_expired_tiers), so a grace or comp period that ended today may show until then.
+    """
+    paid = BillingAccount.objects.exclude(effective_tier=FREE)
+    if tier == FREE:
+        return users.exclude(pk__in=paid.values("user_id"))
+    return users.filter(pk__in=paid.filter(effective_tier=tier).values("user_id"))

@@ -37,6 +37,21 @@ def test_user_filters_verified_and_provider(staff_client):
     assert listed_emails(staff_client.get(url, {"q": "github"})) == {"github@example.com"}
 
 
+def test_user_filter_by_tier_uses_the_recorded_effective_tier(staff_client):
+    from billing.tests.factories import BillingAccountFactory
+
+    BillingAccountFactory(user=UserFactory(email="pro@example.com"), tier="pro", effective_tier="pro")
+    BillingAccountFactory(
+        user=UserFactory(email="lapsed@example.com"), tier="pro", status="canceled", effective_tier="free"
+    )
+    UserFactory(email="never-paid@example.com")
+    url = reverse("admin:accounts_user_changelist")
+    assert listed_emails(staff_client.get(url, {"tier": "pro"})) == {"pro@example.com"}
+    assert listed_emails(staff_client.get(url, {"tier": "premium"})) == set()
+    free = listed_emails(staff_client.get(url, {"tier": "free"}))
+    assert {"lapsed@example.com", "never-paid@example.com"} <= free and "pro@example.com" not in free
+
+
 def test_user_page_lists_sessions(staff_client):
     user = UserFactory()
     issue_session_tokens(user=user, device_name="Work laptop")
