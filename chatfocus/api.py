@@ -2,6 +2,7 @@
 
 from django.db import connections
 from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -151,6 +152,9 @@ def check_redis() -> bool:
         return False
 
 
+# Exempt like every DRF view: otherwise a POST or DELETE to an unknown API path gets Django's HTML CSRF
+# page (403) instead of this 404.
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
     """Catch-all for unknown /api/ paths so the 404 keeps the shape even with DEBUG on."""
     return error_response(request, code="not_found", message=f"No API endpoint at {request.path}.", status=404)

@@ -34,6 +34,13 @@ def test_unknown_api_path_is_404_in_error_shape_with_debug_on(client, settings):
     assert_error_shape(client.post("/api/nothing/here/", {}, format="json"), 404, "not_found")
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_unsafe_method_on_unknown_api_path_is_404_not_the_csrf_page(method):
+    # Found by the API fuzzer: /api/sync/snapshots/AAA/restore answered Django's HTML CSRF 403.
+    client = APIClient(enforce_csrf_checks=True)
+    assert_error_shape(getattr(client, method)("/api/sync/snapshots/AAA/restore"), 404, "not_found")
+
+
 def test_wrong_method_is_405(client):
     error = assert_error_shape(client.delete("/api/test/echo"), 405, "method_not_allowed")
     assert "DELETE" in error["message"]
