@@ -44,4 +44,5 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 bench: install-dev services
+	./scripts/ensure-bench-tools.sh
 	$(PY) bench/run.py

@@ -1,0 +1,508 @@
+"""`make bench`: load benchmarks of the real server, driven by wrk, printed as one table of ratios.
+
+What it does, in order:
+1. Creates and migrates its own database (BENCH_DATABASE_URL, default cf_bench) and empties its own
+   Redis database (BENCH_REDIS_URL, default db 14); removes the previous run's bench users.
+2. Creates users directly in the database (no rate-limited endpoint): readers with 50 synced keys,
+   a premium user whose 16 devices push, login users with a real bcrypt password; mints real JWTs
+   with accounts.services.issue_session_tokens.
+3. Starts gunicorn with the shipped gunicorn.conf.py (DEBUG=0, real secrets, persistent connections,
+   bound to 127.0.0.1), the login pool as the shipped config defines it, and runs each scenario with
+   wrk for a fixed time (bench/wrk.lua), then the CONN_MAX_AGE=0 and login-interference runs.
+
+Every throughput is compared with a bare Django JSON view behind the same middleware (bench/urls.py).
+The numbers only mean something relative to each other on the same machine: close other load first.
+Exit status 1 when a goal is missed.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+WRK_SCRIPT = ROOT / "bench" / "wrk.lua"
+sys.path.insert(0, str(ROOT))
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/cf_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# The web pool; the login pool listens on PORT + 1, the CONN_MAX_AGE=0 server on PORT + 2.
+PORT = int(os.environ.get("BENCH_PORT", "8131"))
+EMAIL_DOMAIN = "bench.chatfocus.invalid"
+READERS = 16
+SEEDED_KEYS = 50
+PUSH_DEVICES = 16
+LOGIN_USERS = 5
+LOGIN_PASSWORD = "bench-correct-horse-battery"
+# Secrets of this run, shared by the setup (which mints the tokens) and the servers.
+RUN_SECRETS = {"SECRET_KEY": secrets.token_urlsafe(50), "JWT_SECRET": secrets.token_urlsafe(50)}
+
+
+def server_environment(**overrides) -> dict:
+    """The production configuration, pointed at the bench's database and Redis."""
+    env = {key: value for key, value in os.environ.items() if key not in ("CONN_MAX_AGE", "DJANGO_SETTINGS_MODULE")}
+    env.update(
+        RUN_SECRETS,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DEBUG="0",
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        # The login scenario logs in far more often than the production limit allows one address.
+        RATE_LIMIT_LOGIN_IP="1000000/60",
+        # Tokens minted at setup must outlive the whole run.
+        JWT_EXPIRES_IN="2h",
+    )
+    env.update(overrides)
+    return env
+
+
+# --- Setup -------------------------------------------------------------------------------------
+
+
+def create_database() -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = DATABASE_URL.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@dataclass
+class Fixtures:
+    reader_tokens: list[str] = field(default_factory=list)
+    pusher_token: str = ""
+    push_devices: list[str] = field(default_factory=list)
+    login_emails: list[str] = field(default_factory=list)
+
+
+def prepare() -> Fixtures:
+    """Migrate, clean the previous run's users and create this run's, all in this process."""
+    os.environ.update(server_environment())
+    import django
+
+    django.setup()
+    from django.contrib.auth.hashers import make_password
+    from django.core.management import call_command
+    from django_redis import get_redis_connection
+
+    from accounts import services as accounts
+    from accounts.models import User
+    from analytics.models import Event
+    from billing import services as billing
+    from syncsettings import services as sync
+    from syncsettings.validation import parse_push
+
+    print("Migrating the bench database...", flush=True)
+    call_command("migrate", interactive=False, verbosity=0)
+    get_redis_connection("default").flushdb()
+    old = User.objects.filter(email__endswith=f"@{EMAIL_DOMAIN}")
+    Event.objects.filter(user_id__in=old.values("id")).delete()
+    old.delete()
+
+    fixtures = Fixtures()
+    for index in range(READERS):
+        user = User.objects.create_user(f"reader{index}@{EMAIL_DOMAIN}", name=f"Reader {index}")
+        accounts.update_preferences(user=user, analytics_opt_in=True)
+        now_ms = sync.server_time_ms()
+        ops = [
+            {
+                "op_id": f"seed-{key}",
+                "key": f"focusedContacts/contact{key}",
+                "op": "set",
+                "value": True,
+                "hlc": f"{now_ms}-{key}",
+            }
+            for key in range(SEEDED_KEYS)
+        ]
+        device_id, parsed = parse_push({"device_id": "bench-seed", "ops": ops}, now_ms=now_ms)
+        sync.push_changes(user=user, device_id=device_id, ops=parsed)
+        fixtures.reader_tokens.append(accounts.issue_session_tokens(user=user, device_name="bench")[0])
+
+    pusher = User.objects.create_user(f"pusher@{EMAIL_DOMAIN}", name="Premium pusher")
+    billing.grant_comp_tier(
+        user_id=pusher.id, tier="premium", until=datetime.now(UTC) + timedelta(days=365), granted_by=None
+    )
+    fixtures.pusher_token = accounts.issue_session_tokens(user=pusher, device_name="bench")[0]
+    fixtures.push_devices = [f"bench-device-{index}" for index in range(PUSH_DEVICES)]
+
+    # One real hash at the production cost (BCryptSHA256, 12 rounds), shared by the login users.
+    password_hash = make_password(LOGIN_PASSWORD)
+    for index in range(LOGIN_USERS):
+        email = f"login{index}@{EMAIL_DOMAIN}"
+        User.objects.create_user(email, name=f"Login {index}")
+        User.objects.filter(email=email).update(password=password_hash)
+        fixtures.login_emails.append(email)
+    return fixtures
+
+
+# --- Servers -----------------------------------------------------------------------------------
+
+
+class Server:
+    """A gunicorn started with the shipped config; stopped (SIGTERM to its master) on exit."""
+
+    def __init__(self, name: str, port: int, **env):
+        self.name, self.port = name, port
+        self.log_path = RESULTS / f"gunicorn-{name}.log"
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+        self.process = subprocess.Popen(
+            [*command, "chatfocus.wsgi"],
+            cwd=ROOT,
+            env=server_environment(PROMETHEUS_MULTIPROC_DIR=str(RESULTS / f"prometheus-{name}"), **env),
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn ({self.name}) exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise SystemExit(f"gunicorn ({self.name}) did not answer /readyz within {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+
+def lua_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid Lua string escapes for this input
+    if isinstance(value, list):
+        return "{" + ", ".join(lua_value(item) for item in value) + "}"
+    raise TypeError(value)
+
+
+@dataclass
+class Load:
+    """One wrk run's parameters; `config` becomes the Lua table bench/wrk.lua reads."""
+
+    name: str
+    method: str
+    paths: list[str]
+    tokens: list[str] | None = None
+    connections: int = 16
+    threads: int = 2
+    timeout: str = "5s"
+    extra: dict = field(default_factory=dict)
+
+    def config_file(self) -> Path:
+        config = {"method": self.method, "paths": self.paths, **self.extra}
+        if self.tokens:
+            config["tokens"] = self.tokens
+        path = RESULTS / f"load-{self.name.replace(' ', '-').replace('/', '-')}.lua"
+        path.write_text(
+            "return {\n" + "".join(f"  {key} = {lua_value(value)},\n" for key, value in config.items()) + "}\n"
+        )
+        return path
+
+    def start(self, *, port: int, seconds: float) -> subprocess.Popen:
+        command = [
+            "wrk",
+            f"-t{self.threads}",
+            f"-c{self.connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"--timeout={self.timeout}",
+            "-s",
+            str(WRK_SCRIPT),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(self.config_file()),
+        ]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def finish(process: subprocess.Popen) -> Result:
+    output, _ = process.communicate()
+    line = next((line for line in output.splitlines() if line.startswith("BENCH_RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no result:\n{output}")
+    data = json.loads(line.removeprefix("BENCH_RESULT "))
+    return Result(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        statuses=data["statuses"],
+        errors=data["non2xx"] + sum(data["socket_errors"].values()),
+    )
+
+
+def measure(load: Load, *, port: int, seconds: float, warmup: float) -> Result:
+    if warmup:
+        finish(load.start(port=port, seconds=warmup))
+    return finish(load.start(port=port, seconds=seconds))
+
+
+# --- Scenarios and goals -----------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    load: Load
+    goal: str
+    min_ratio: float | None = None
+    max_p99_ms: float | None = None
+
+
+def scenarios(fixtures: Fixtures) -> list[Scenario]:
+    readers = fixtures.reader_tokens
+    return [
+        Scenario(Load("baseline", "GET", ["/api/bench/baseline"]), "0 errors"),
+        Scenario(Load("users/me", "GET", ["/api/users/me"], readers), "≥ 0.4× baseline", min_ratio=0.4),
+        Scenario(Load("subscriptions", "GET", ["/api/subscriptions"], readers), "≥ 0.4× baseline", min_ratio=0.4),
+        Scenario(
+            Load("sync pull idle", "GET", [f"/api/sync/pull?since={SEEDED_KEYS}"], readers),
+            "≥ 0.5× baseline",
+            min_ratio=0.5,
+        ),
+        Scenario(
+            Load(f"sync pull {SEEDED_KEYS} changes", "GET", ["/api/sync/pull?since=0"], readers),
+            "≥ 0.3× baseline",
+            min_ratio=0.3,
+        ),
+        Scenario(
+            Load(
+                "sync push (16 devices)",
+                "POST",
+                ["/api/sync/push"],
+                [fixtures.pusher_token],
+                connections=PUSH_DEVICES,
+                extra={"body": "push", "devices": fixtures.push_devices, "ops_per_push": 5, "keys_per_device": 20},
+            ),
+            "p99 ≤ 100 ms",
+            max_p99_ms=100,
+        ),
+        Scenario(
+            Load(
+                "analytics ingest (20 events)",
+                "POST",
+                ["/api/analytics/events"],
+                readers,
+                extra={"body": "events", "events_per_batch": 20},
+            ),
+            "0 errors",
+        ),
+    ]
+
+
+def login_load(fixtures: Fixtures) -> Load:
+    return Load(
+        "logins",
+        "POST",
+        ["/api/auth/login"],
+        connections=LOGIN_USERS,
+        threads=1,
+        timeout="60s",
+        extra={"body": "login", "emails": fixtures.login_emails, "password": LOGIN_PASSWORD},
+    )
+
+
+def ratio_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def print_table(rows: list[list[str]]) -> None:
+    header = ["scenario", "req/s", "p50 ms", "p99 ms", "errors", "vs baseline", "goal", "met?"]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for index, row in enumerate([header, *rows]):
+        print(
+            "  ".join(
+                str(cell).rjust(width) if 0 < i < 6 else str(cell).ljust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def machine_facts() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    load = os.getloadavg()
+    return f"{os.cpu_count()} CPUs ({model}), load average before the run {load[0]:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_SECONDS", "10")),
+        help="measured seconds per scenario (env BENCH_SECONDS, default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=float(os.environ.get("BENCH_WARMUP", "1")),
+        help="unmeasured seconds before each scenario (env BENCH_WARMUP, default 1)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="scenario names (substrings) to run besides the baseline; skips the extra runs",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk (make bench installs it when run as root).")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    facts = machine_facts()
+    create_database()
+    fixtures = prepare()
+
+    servers = []
+    try:
+        web = Server("web", PORT)
+        login_pool = Server("login", PORT + 1, GUNICORN_POOL="login")
+        servers += [web, login_pool]
+        web.wait_ready()
+        login_pool.wait_ready()
+
+        results: dict[str, Result] = {}
+        table, missed = [], []
+        selected = scenarios(fixtures)
+        if args.only is not None:
+            selected = [s for s in selected if s.load.name == "baseline" or any(o in s.load.name for o in args.only)]
+        for scenario in selected:
+            print(f"Running {scenario.load.name} for {args.seconds:g} s...", flush=True)
+            result = measure(scenario.load, port=PORT, seconds=args.seconds, warmup=args.warmup)
+            results[scenario.load.name] = result
+            ratio = result.rps / results["baseline"].rps if results["baseline"].rps else None
+            met = result.errors == 0
+            if scenario.min_ratio is not None:
+                met = met and ratio is not None and ratio >= scenario.min_ratio
+            if scenario.max_p99_ms is not None:
+                met = met and result.p99_ms <= scenario.max_p99_ms
+            if not met:
+                missed.append(scenario.load.name)
+            table.append(
+                [
+                    scenario.load.name,
+                    f"{result.rps:.0f}",
+                    f"{result.p50_ms:.1f}",
+                    f"{result.p99_ms:.1f}",
+                    str(result.errors),
+                    ratio_text(ratio),
+                    scenario.goal + ", 0 errors" * (scenario.goal != "0 errors"),
+                    "yes" if met else "NO",
+                ]
+            )
+
+        extra_lines = []
+        if args.only is None:
+            # Persistent connections: the same DB-bound read on a server that connects per request.
+            read = next(s.load for s in scenarios(fixtures) if s.load.name.endswith("changes"))
+            print("Running the CONN_MAX_AGE=0 comparison...", flush=True)
+            per_request = Server("conn-max-age-0", PORT + 2, CONN_MAX_AGE="0")
+            servers.append(per_request)
+            web.stop()  # one server at a time: they share the two cores
+            per_request.wait_ready()
+            unpooled = measure(read, port=PORT + 2, seconds=args.seconds, warmup=args.warmup)
+            per_request.stop()
+            pooled = results[read.name]
+            extra_lines.append(
+                f"Persistent connections ({read.name}): CONN_MAX_AGE=60 {pooled.rps:.0f} req/s, "
+                f"CONN_MAX_AGE=0 {unpooled.rps:.0f} req/s ({unpooled.errors} errors): "
+                f"persistent is {pooled.rps / unpooled.rps:.2f}× the throughput."
+            )
+
+            print("Running sync pulls without and with 5 concurrent logins...", flush=True)
+            web = Server("web-again", PORT)
+            servers.append(web)
+            web.wait_ready()
+            pull = next(s.load for s in scenarios(fixtures) if s.load.name == "sync pull idle")
+            alone = measure(pull, port=PORT, seconds=args.seconds, warmup=args.warmup)
+            logins = login_load(fixtures).start(port=PORT + 1, seconds=args.seconds + args.warmup + 2)
+            time.sleep(1)  # logins under way before the measured pulls start
+            with_logins = measure(pull, port=PORT, seconds=args.seconds, warmup=args.warmup)
+            login_result = finish(logins)
+            increase = with_logins.p99_ms / alone.p99_ms if alone.p99_ms else float("inf")
+            met = increase <= 1.2 and alone.errors == 0 and with_logins.errors == 0 and login_result.errors == 0
+            if not met:
+                missed.append("logins beside sync")
+            extra_lines.append(
+                f"Logins beside sync (idle pulls, 16 connections; 5 concurrent bcrypt logins on the login pool): "
+                f"pull p99 {alone.p99_ms:.1f} ms alone, {with_logins.p99_ms:.1f} ms with logins = "
+                f"{increase:.2f}× (goal ≤ 1.20×: {'yes' if met else 'NO'}); pull {alone.rps:.0f} → "
+                f"{with_logins.rps:.0f} req/s; logins {login_result.rps:.1f}/s, p50 {login_result.p50_ms:.0f} ms, "
+                f"p99 {login_result.p99_ms:.0f} ms, {login_result.errors} errors."
+            )
+    finally:
+        for server in servers:
+            server.stop()
+
+    print()
+    print(f"Machine: {facts}; {args.seconds:g} s per scenario, 16 connections, gunicorn.conf.py defaults.")
+    print_table(table)
+    for line in extra_lines:
+        print(line)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"bench-{stamp}.json").write_text(
+        json.dumps({"machine": facts, "table": table, "extra": extra_lines, "missed": missed}, indent=2)
+    )
+    if missed:
+        print(f"Goals missed: {', '.join(missed)}")
+        return 1
+    print("All goals met.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
