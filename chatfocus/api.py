@@ -77,6 +77,9 @@ def add_error_responses(result, generator, request, public):
             statuses = {405, 500, 503}
             if "requestBody" in operation:
                 statuses |= {400, 413, 415}
+            # Query parameters are validated (a list's `cursor` the server did not hand out is 400 too).
+            if any(parameter.get("in") == "query" for parameter in operation.get("parameters", [])):
+                statuses |= {400}
             if operation.get("security") and {} not in operation["security"]:
                 statuses |= {401}
             if "{" in path:
