@@ -279,6 +279,9 @@ class OAuthTokenView(PublicView):
 
 
 class SessionListView(APIView):
+    # Declared on the view, not only used in get(), so the schema shows the paginated shape and its parameters.
+    pagination_class = CursorPagination
+
     @extend_schema(
         operation_id="auth_sessions_list",
         summary="List your active sessions",
@@ -287,7 +290,7 @@ class SessionListView(APIView):
         tags=["auth"],
     )
     def get(self, request):
-        paginator = CursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(services.list_sessions(user=request.user), request, view=self)
         return paginator.get_paginated_response(s.SessionSerializer(page, many=True, context={"request": request}).data)
 
@@ -349,7 +352,7 @@ class MeView(APIView):
             "account. A goodbye email follows."
         ),
         request=s.DeleteAccountSerializer,
-        responses={**NO_CONTENT, **error_responses(403, 429, 502)},
+        responses={**NO_CONTENT, **error_responses(400, 403, 429, 502)},
         tags=["users"],
     )
     def delete(self, request):

@@ -23,6 +23,7 @@ from syncsettings.api.serializers import (
     SnapshotSerializer,
 )
 from syncsettings.validation import (
+    DEVICE_ID,
     MAX_PULL_LIMIT,
     check_key,
     parse_device_id,
@@ -207,7 +208,8 @@ class DeviceDetailView(SyncView):
         operation_id="sync_devices_delete",
         summary="Forget a device",
         description="Its synced data stays. It registers again if it pushes later.",
-        responses={204: None},
+        parameters=[OpenApiParameter("device_id", str, OpenApiParameter.PATH, pattern=rf"^{DEVICE_ID.pattern}$")],
+        responses={204: None, **error_responses(400)},
         tags=TAGS,
     )
     def delete(self, request, device_id):
