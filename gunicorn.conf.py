@@ -3,16 +3,33 @@
 import multiprocessing
 import os
 
+# GUNICORN_POOL=login starts the login pool instead of the web pool: a second, small server for the
+# password endpoints that a path-routing proxy sends there (README "Performance"). A bcrypt check costs
+# ~0.3 s of CPU; at a lower CPU priority the login workers take what the web workers leave, so
+# concurrent logins cannot starve sync requests.
+POOL = os.environ.get("GUNICORN_POOL", "web")
+LOGIN_NICE = int(os.environ.get("LOGIN_NICE", "10"))
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Sync workers: each request holds one DB connection, kept open between requests (CONN_MAX_AGE).
 worker_class = "sync"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+if POOL == "login":
+    bind = f"0.0.0.0:{os.environ.get('LOGIN_PORT', '8001')}"
+    # One bcrypt check keeps a core busy: more workers than cores only queue inside the kernel.
+    workers = int(os.environ.get("LOGIN_CONCURRENCY", multiprocessing.cpu_count()))
+    # A deprioritised worker may wait for CPU while the web pool is saturated.
+    timeout = max(timeout, 60)
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak cannot grow without bound.
 max_requests = 2000
 max_requests_jitter = 200
+# Load Django once in the master: a recycled worker is a cheap fork instead of a full import of the
+# app (about a second of CPU each, which under load was up to a third of the server's CPU; see
+# bench/). Nothing opens a database or Redis connection at import time; code changes need a restart.
+preload_app = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = None  # The app logs one JSON line per request (chatfocus.request).
 errorlog = "-"
@@ -21,10 +38,28 @@ errorlog = "-"
 control_socket_disable = True
 
 
+def when_ready(server):
+    """Import every view in the master too, so a forked worker's first request does not pay for it."""
+    from django.core.cache import caches
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (importing the URLconf imports the views)
+    caches["default"]  # noqa: B018  (imports the cache backend; it connects lazily, after the fork)
+
+
+def post_fork(server, worker):
+    if POOL == "login":
+        os.nice(LOGIN_NICE)
+
+
 def on_starting(server):
-    """Empty the Prometheus multiprocess directory: a previous run's files would add stale counts."""
+    """Empty the Prometheus multiprocess directory: a previous run's files would add stale counts.
+
+    The login pool shares the directory (the web pool's /metrics then counts its logins) and leaves
+    emptying it to the web pool, which starts with it.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
+    if directory and POOL == "web":
         os.makedirs(directory, exist_ok=True)
         for name in os.listdir(directory):
             if name.endswith(".db"):

@@ -1,0 +1,54 @@
+"""The login pool as gunicorn.conf.py ships it: a second server whose workers yield the CPU to the web pool."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from chatfocus.tests.test_deploy import wait_until_serving
+from chatfocus.tests.test_project import PROD_ENV, ROOT
+
+WEB_PORT, LOGIN_PORT = 8137, 8138
+
+
+def start_pool(pool: str, port: int, metrics_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, **PROD_ENV, "REDIS_URL": "", "GUNICORN_POOL": pool}
+    env.update(ALLOWED_HOSTS="127.0.0.1", WEB_CONCURRENCY="1", LOGIN_CONCURRENCY="1")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    return subprocess.Popen(
+        [*command, "chatfocus.wsgi"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def nice_of(pid: int) -> int:
+    # /proc/<pid>/stat: the 19th field is the nice value; the command name before it may hold spaces.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def worker_pids(master: subprocess.Popen) -> list[int]:
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+    process.wait(timeout=35)
+
+
+def test_login_pool_workers_run_at_lower_cpu_priority_than_web_workers(tmp_path):
+    metrics_dir = tmp_path / "prometheus"
+    # Started together and sharing the metrics directory, as a deploy starts them.
+    web = start_pool("web", WEB_PORT, metrics_dir)
+    login = start_pool("login", LOGIN_PORT, metrics_dir)
+    try:
+        wait_until_serving(WEB_PORT, web)
+        wait_until_serving(LOGIN_PORT, login)
+        base = nice_of(os.getpid())
+        assert [nice_of(pid) for pid in worker_pids(web)] == [base]
+        assert [nice_of(pid) for pid in worker_pids(login)] == [min(19, base + 10)]
+    finally:
+        stop(web)
+        stop(login)
+    assert web.returncode == 0 and login.returncode == 0, login.stderr.read() + web.stderr.read()
