@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatfocus.exceptions import DomainError, ValidationFailed
+from chatfocus.text import UNSTORABLE_MESSAGE, has_unstorable_text
 
 MAX_OPS = 100
 MAX_PULL_LIMIT = 1000
@@ -65,6 +66,8 @@ def is_number(value) -> bool:
 def check_value(value, *, field: str, errors: dict) -> None:
     if _depth(value, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH:
         errors[field] = [f"Values may nest at most {MAX_VALUE_DEPTH} levels deep."]
+    elif has_unstorable_text(value):
+        errors[field] = [UNSTORABLE_MESSAGE]
 
 
 def check_key(key, *, field: str, errors: dict) -> bool:

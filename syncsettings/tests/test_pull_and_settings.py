@@ -127,6 +127,17 @@ def test_put_settings_rejects_bad_documents(sync, body):
     assert not SyncState.objects.filter(user=sync.user).exists()
 
 
+def test_put_settings_with_a_value_postgres_cannot_store_is_400_not_a_500(sync):
+    # Found by the API fuzzer: jsonb refuses U+0000, so this was a 500.
+    body = json.dumps({"settings": {"a": "nul\u0000byte"}})
+    response = sync.client.generic(
+        "PUT", "/api/sync/settings", body, content_type="application/json", HTTP_IF_MATCH='"v0"'
+    )
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == ["settings.a"]
+    assert not SyncState.objects.filter(user=sync.user).exists()
+
+
 def test_put_settings_with_a_malformed_if_match_is_400(sync):
     response = sync.client.put("/api/sync/settings", {"settings": {}}, format="json", HTTP_IF_MATCH="v1")
     assert response.status_code == 400

@@ -142,6 +142,26 @@ def test_non_json_and_absurdly_nested_bodies_are_400(sync, raw, code):
     assert state_of(sync.user) is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("nul\u0000byte", id="nul-in-string"),
+        pytest.param({"nul\u0000key": 1}, id="nul-in-object-key"),
+        pytest.param(["lone \ud800 surrogate"], id="lone-surrogate"),
+    ],
+)
+def test_value_postgres_cannot_store_is_400_not_a_500(sync, value):
+    # Found by the API fuzzer: jsonb refuses U+0000 and UTF-8 cannot encode a lone surrogate, so these were a 500.
+    # json.dumps escapes as ASCII, so the value reaches the server as JSON allows it.
+    sync.push("laptop", [make_op("a", 0)])
+    before = state_of(sync.user)
+    body = json.dumps({"device_id": "laptop", "ops": [make_op("b", value)]})
+    response = sync.client.generic("POST", "/api/sync/push", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == ["ops.0.value"]
+    assert state_of(sync.user) == before
+
+
 def test_incr_on_a_string_is_400_and_nothing_in_the_push_applies(sync):
     sync.push("laptop", [make_op("name", "alice")])
     before = state_of(sync.user)
