@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from chatfocus.text import is_storable_text
+
 MAX_FUTURE = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
 MAX_PROPS = 20
@@ -104,7 +106,7 @@ def _parse_ts(value, *, now: datetime) -> datetime:
         # fromisoformat keeps at most microseconds: trim longer fractions first.
         text = EXCESS_FRACTION.sub(r"\1", value) if len(value) > 32 else value
         ts = datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves the time out of years 1-9999
         raise Rejected(INVALID_TS) from None
     if ts > now + MAX_FUTURE:
         raise Rejected(TS_IN_FUTURE)
@@ -122,8 +124,7 @@ def _check_props(props, allowed: frozenset) -> dict:
         if key not in allowed:
             raise Rejected(UNKNOWN_PROP)
         if isinstance(value, str):
-            # PostgreSQL text and jsonb cannot hold NUL characters.
-            if len(value) > MAX_PROP_LENGTH or "\x00" in value:
+            if len(value) > MAX_PROP_LENGTH or not is_storable_text(value):
                 raise Rejected(INVALID_PROPS)
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -140,10 +141,10 @@ def _check_value(value, *, required: bool) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected(INVALID_VALUE)
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or value > MAX_METRIC_VALUE:
+    # Compared before converting (float() of an int past 1e308 overflows); NaN fails both comparisons.
+    if not 0 <= value <= MAX_METRIC_VALUE:
         raise Rejected(INVALID_VALUE)
-    return value
+    return float(value)
 
 
 def _check_client(client) -> tuple[str, str, str]:
@@ -155,6 +156,6 @@ def _check_client(client) -> tuple[str, str, str]:
     browser = client.get("browser", "") or ""
     os_name = client.get("os", "") or ""
     for text in (browser, os_name):
-        if not isinstance(text, str) or len(text) > MAX_CLIENT_FIELD_LENGTH or "\x00" in text:
+        if not isinstance(text, str) or len(text) > MAX_CLIENT_FIELD_LENGTH or not is_storable_text(text):
             raise Rejected(INVALID_CLIENT)
     return version, browser, os_name

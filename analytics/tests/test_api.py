@@ -143,6 +143,26 @@ def test_invalid_event_is_rejected_by_code(auth_client, opted_in_user, overrides
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"props": {"surface": "lone \ud800 surrogate"}}, "invalid_props"),
+        ({"client": {"version": "1.0", "browser": "\udc00"}}, "invalid_client"),
+        ({"ts": "9999-12-31T23:59:59-23:59"}, "invalid_ts"),
+        ({"name": "sync_roundtrip_ms", "props": {}, "value": 10**400}, "invalid_value"),
+    ],
+)
+def test_event_postgres_or_python_cannot_hold_is_rejected_not_a_500(auth_client, opted_in_user, overrides, code):
+    # Found while hardening with the API fuzzer: each of these failed the whole batch with a 500.
+    # json.dumps escapes as ASCII, so the lone surrogates reach the server as JSON allows them.
+    body = json.dumps({"events": [make_event(), make_event(**overrides)]})
+    response = auth_client(opted_in_user).post(URL, body, content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert response.json()["rejected"] == [{"index": 1, "code": code}]
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_event_that_is_not_an_object_is_rejected(auth_client, opted_in_user):
     response = post(auth_client(opted_in_user), ["extension_opened", make_event()])
     assert response.json()["rejected"] == [{"index": 0, "code": "invalid_event"}]
