@@ -1,0 +1,404 @@
+"""Fault tests: PostgreSQL and Redis going away under a real gunicorn, and Stripe unreachable.
+
+The server runs the shipped gunicorn config (one sync worker) against the test database. Its
+PostgreSQL and Redis connections go through TCP proxies owned by the test, so a test can cut a
+dependency (every open connection dropped, new ones refused) and restore it without touching the
+machine's servers; `pg_terminate_backend` kills the server's backend from the test's own connection.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.services import issue_session_tokens
+from accounts.tests.factories import UserFactory
+from chatfocus.tests.test_project import ROOT
+
+DB_PROXY_PORT, REDIS_PROXY_PORT, SERVER_PORT = 8111, 8112, 8113
+SERVER_APPLICATION_NAME = "cf-fault-server"
+
+
+class TcpProxy:
+    """A loopback TCP forwarder the test can cut (drop every connection, refuse new ones) and restore."""
+
+    def __init__(self, *, port: int, target: tuple[str, int]):
+        self.port, self.target = port, target
+        self.lock = threading.Lock()
+        self.listener = None
+        self.sockets: set[socket.socket] = set()
+
+    def start(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self):
+        """The dependency is gone: the listener closes (connection refused) and open connections drop."""
+        with self.lock:
+            victims, self.sockets = [self.listener, *self.sockets], set()
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves it accepting.
+        for sock in victims:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    restore = start
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.sockets.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source, destination):
+        try:
+            while data := source.recv(65536):
+                destination.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, destination):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self.lock:
+            self.sockets.discard(source)
+            self.sockets.discard(destination)
+
+
+class Server:
+    """A gunicorn process and a tiny JSON HTTP client for it."""
+
+    def __init__(self, process, log_path, db_proxy, redis_proxy):
+        self.process, self.log_path = process, log_path
+        self.db_proxy, self.redis_proxy = db_proxy, redis_proxy
+        self.base_url = f"http://127.0.0.1:{SERVER_PORT}"
+
+    def request(self, method, path, body=None, *, token=None, headers=None):
+        """(status, headers, parsed JSON body or None) of one request; never raises on an HTTP error status."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        request.add_header("X-Forwarded-Proto", "https")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, response_headers, raw = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            status, response_headers, raw = error.code, error.headers, error.read()
+        content_type = response_headers.get("Content-Type", "")
+        parsed = json.loads(raw) if raw and content_type.startswith("application/json") else None
+        if parsed is None and raw:
+            parsed = raw.decode(errors="replace")
+        return status, response_headers, parsed
+
+    def push(self, token, ops, device_id="dev-a"):
+        return self.request("POST", "/api/sync/push", {"device_id": device_id, "ops": ops}, token=token)
+
+    def log(self) -> str:
+        with open(self.log_path) as log:
+            return log.read()
+
+
+def wait_until_serving(server: Server, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.log()
+        try:
+            if server.request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn did not serve on {SERVER_PORT}:\n{server.log()}")
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """gunicorn (shipped config, one worker, Celery not eager as in production) behind DB and Redis proxies."""
+    database = connection.settings_dict
+    db_proxy = TcpProxy(port=DB_PROXY_PORT, target=(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    redis_host, redis_port, redis_db = parse_redis_url(settings.REDIS_URL)
+    redis_proxy = TcpProxy(port=REDIS_PROXY_PORT, target=(redis_host, redis_port))
+    db_proxy.start()
+    redis_proxy.start()
+    log_path = tmp_path_factory.mktemp("faults") / "gunicorn.log"
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        DATABASE_URL=(
+            f"postgres://{database['USER']}@127.0.0.1:{DB_PROXY_PORT}/{database['NAME']}"
+            f"?application_name={SERVER_APPLICATION_NAME}"
+        ),
+        REDIS_URL=f"redis://127.0.0.1:{REDIS_PROXY_PORT}/{redis_db}",
+        CELERY_TASK_ALWAYS_EAGER="0",
+        WEB_CONCURRENCY="1",
+        LOG_LEVEL="WARNING",
+        PORT=str(SERVER_PORT),
+    )
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{SERVER_PORT}"]
+            + ["chatfocus.wsgi"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, log_path, db_proxy, redis_proxy)
+    try:
+        wait_until_serving(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for proxy in (db_proxy, redis_proxy):
+            if proxy.listener.fileno() != -1:
+                proxy.cut()
+
+
+def parse_redis_url(url: str) -> tuple[str, int, int]:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379, int((parsed.path or "/0").strip("/") or 0)
+
+
+@pytest.fixture
+def dependencies_restored(server):
+    """Whatever a test cut comes back before the next test."""
+    yield
+    for proxy in (server.db_proxy, server.redis_proxy):
+        if proxy.listener.fileno() == -1:
+            proxy.restore()
+
+
+def new_token(user=None) -> tuple[object, str]:
+    user = user or UserFactory()
+    access, _, _ = issue_session_tokens(user=user, device_name="faults", user_agent="faults")
+    return user, access
+
+
+def assert_unavailable(status, headers, body):
+    assert status == 503, (status, body)
+    assert body["error"]["code"] == "unavailable"
+    assert body["error"]["request_id"] == headers["X-Request-ID"]
+    assert int(headers["Retry-After"]) > 0
+
+
+def hlc(counter=0) -> str:
+    return f"{int(time.time() * 1000)}-{counter}"
+
+
+def set_op(key, value, counter=0) -> dict:
+    return {"op_id": uuid.uuid4().hex, "key": key, "op": "set", "value": value, "hlc": hlc(counter)}
+
+
+def server_backends(cursor, *, waiting_for_lock=False) -> list[int]:
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+    if waiting_for_lock:
+        query += " AND wait_event_type = 'Lock'"
+    cursor.execute(query, [SERVER_APPLICATION_NAME])
+    return [pid for (pid,) in cursor.fetchall()]
+
+
+def terminate_server_backends() -> int:
+    """pg_terminate_backend on every connection of the server, from the test's own connection."""
+    with connection.cursor() as cursor:
+        pids = server_backends(cursor)
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    return len(pids)
+
+
+class RowLock:
+    """Holds a user's sync row lock on its own connection, so a push waits inside its transaction."""
+
+    def __init__(self, user_id):
+        import psycopg
+
+        database = connection.settings_dict
+        self.conn = psycopg.connect(
+            host=database["HOST"] or "127.0.0.1",
+            port=database["PORT"] or 5432,
+            user=database["USER"],
+            dbname=database["NAME"],
+        )
+        self.conn.execute("SELECT 1 FROM syncsettings_syncstate WHERE user_id = %s FOR UPDATE", [user_id])
+
+    def wait_for_server(self, seconds=5) -> int:
+        """The pid of the server backend blocked on this lock."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.conn.cursor() as cursor:
+                pids = server_backends(cursor, waiting_for_lock=True)
+            if pids:
+                return pids[0]
+            time.sleep(0.02)
+        raise AssertionError("the server's push never waited for the row lock")
+
+    def release(self):
+        self.conn.rollback()
+        self.conn.close()
+
+
+def in_thread(function):
+    """Start `function` in a thread; the returned callable joins it and gives its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", function()), daemon=True)
+    thread.start()
+
+    def join():
+        thread.join(30)
+        assert "value" in result, "the request never finished"
+        return result["value"]
+
+    return join
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_cut_is_503_unavailable_and_the_server_recovers_by_itself(server, dependencies_restored):
+    _, token = new_token()
+    assert server.request("GET", "/api/users/me", token=token)[0] == 200
+
+    server.db_proxy.cut()
+    for method, path, body in [
+        ("GET", "/api/users/me", None),
+        ("POST", "/api/sync/push", {"device_id": "dev-a", "ops": [set_op("theme", "dark")]}),
+        ("GET", "/api/sync/pull?since=0", None),
+        ("POST", "/api/auth/login", {"email": "nobody@example.com", "password": "wrong-password-1"}),
+        ("POST", "/api/auth/register", {"email": "new@example.com", "password": "a-long-password-1"}),
+    ]:
+        assert_unavailable(*server.request(method, path, body, token=token))
+    assert server.request("GET", "/healthz")[0] == 200
+    assert_unavailable(*server.request("GET", "/readyz"))
+
+    server.db_proxy.restore()
+    assert server.request("GET", "/api/users/me", token=token)[0] == 200
+    assert server.request("GET", "/readyz")[0] == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_lost_in_the_middle_of_a_push_is_503_applies_nothing_and_the_retry_applies(
+    server, dependencies_restored
+):
+    user, token = new_token()
+    assert server.push(token, [set_op("a", 1)])[0] == 200
+    op = set_op("b", 2)
+    lock = RowLock(user.id)
+    try:
+        push = in_thread(lambda: server.push(token, [op]))
+        lock.wait_for_server()
+        server.db_proxy.cut()
+        assert_unavailable(*push())
+    finally:
+        lock.release()
+    server.db_proxy.restore()
+
+    assert [c["key"] for c in server.request("GET", "/api/sync/pull?since=0", token=token)[2]["changes"]] == ["a"]
+    status, _, body = server.push(token, [op])
+    assert (status, body["results"]) == (200, [{"op_id": op["op_id"], "status": "applied", "version": 2}])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_database_backends_lose_no_acknowledged_push_and_failed_pushes_can_be_retried(
+    server, dependencies_restored
+):
+    user, token = new_token()
+    acknowledged, failed = {}, []
+
+    def push(ops):
+        status, headers, body = server.push(token, ops)
+        if status == 200:
+            acknowledged.update({op["key"]: op["value"] for op in ops})
+        else:
+            assert_unavailable(status, headers, body)
+            failed.append(ops)
+        return status
+
+    def pull_since(version):
+        status, headers, body = server.request("GET", f"/api/sync/pull?since={version}", token=token)
+        if status != 200:
+            assert_unavailable(status, headers, body)
+        return status
+
+    # Between requests: the persistent connection died while idle; the health check replaces it unseen.
+    for i in range(12):
+        assert terminate_server_backends() <= 1
+        assert push([set_op(f"idle/{i}", i)]) == 200
+        assert pull_since(i) == 200
+
+    # In the middle of a push: the backend dies while the push waits for the user's row lock.
+    for i in range(3):
+        lock = RowLock(user.id)
+        try:
+            result = in_thread(lambda i=i: push([set_op(f"mid/{i}", i), set_op(f"mid/{i}/b", -i)]))
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [lock.wait_for_server()])
+            assert result() == 503
+        finally:
+            lock.release()
+
+    # Anywhere: a killer thread terminates the server's backends while pushes and pulls go on.
+    stop = threading.Event()
+
+    def killer():
+        while not stop.wait(0.06):
+            terminate_server_backends()
+        connection.close()
+
+    killing = threading.Thread(target=killer, daemon=True)
+    killing.start()
+    try:
+        for i in range(40):
+            push([set_op(f"storm/{i}", i), set_op(f"storm/{i}/b", str(i))])
+            pull_since(0)
+    finally:
+        stop.set()
+        killing.join(10)
+
+    # Every failed push goes through when retried with the same op ids.
+    for ops in failed:
+        status, _, body = server.push(token, ops)
+        assert status == 200
+        assert {result["status"] for result in body["results"]} <= {"applied", "duplicate"}
+        acknowledged.update({op["key"]: op["value"] for op in ops})
+
+    status, _, body = server.request("GET", "/api/sync/pull?since=0", token=token)
+    pulled = {change["key"]: change["value"] for change in body["changes"]}
+    assert pulled == acknowledged
+    assert body["version"] == len(acknowledged)  # gapless: one version per applied op, none lost
+    assert len(failed) >= 3
