@@ -306,7 +306,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chatfocus.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of gunicorn that append to X-Forwarded-For (rate limits key on the client IP).
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=None),
+    # 0 by default: DRF's None trusts a client-sent X-Forwarded-For, which escapes per-IP limits.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChatFocus API",
