@@ -9,13 +9,15 @@ from rest_framework import serializers
 
 from syncsettings.crypto import unseal
 from syncsettings.models import Change, Device, Snapshot
-from syncsettings.validation import DEVICE_ID, SERVER_DEVICE
+from syncsettings.validation import DEVICE_ID, MAX_OPS, OP_ID, SERVER_DEVICE
 
 JSON_VALUE_HELP = "Any JSON value."
 
 
 class OpSerializer(serializers.Serializer):
-    op_id = serializers.CharField(max_length=64, help_text="Unique per user; a retry sends the same op_id.")
+    op_id = serializers.RegexField(
+        rf"^{OP_ID.pattern}$", max_length=64, help_text="Unique per user; a retry sends the same op_id."
+    )
     key = serializers.RegexField(r"^[A-Za-z0-9._:/-]{1,128}$")
     op = serializers.ChoiceField(choices=["set", "delete", "incr"])
     value = serializers.JSONField(required=False, help_text="The value of a set, the numeric delta of an incr.")
@@ -23,8 +25,8 @@ class OpSerializer(serializers.Serializer):
 
 
 class PushRequestSerializer(serializers.Serializer):
-    device_id = serializers.CharField(max_length=64)
-    ops = OpSerializer(many=True, help_text="1-100 ops, applied in order.")
+    device_id = serializers.RegexField(rf"^{DEVICE_ID.pattern}$", max_length=64, help_text="Not `server`.")
+    ops = serializers.ListField(child=OpSerializer(), min_length=1, max_length=MAX_OPS, help_text="Applied in order.")
 
 
 class OpResultSerializer(serializers.Serializer):
