@@ -1,9 +1,14 @@
 """Templated email: text + HTML from templates/emails/, sent by a Celery task after commit."""
 
+import logging
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
+from kombu.exceptions import OperationalError as BrokerUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 def render_email(*, template: str, context: dict) -> tuple[str, str, str]:
@@ -23,8 +28,21 @@ def deliver_email(*, to: str, template: str, context: dict) -> None:
     message.send()
 
 
-def send_templated_email(*, to: str, template: str, context: dict | None = None) -> None:
-    """Queue an email once the surrounding transaction commits (context must be JSON-serialisable)."""
+def _queue_email(*, to: str, template: str, context: dict) -> None:
     from chatfocus.tasks import send_email_task
 
-    transaction.on_commit(lambda: send_email_task.delay(to=to, template=template, context=context or {}))
+    try:
+        send_email_task.delay(to=to, template=template, context=context)
+    except BrokerUnavailable as error:
+        # Redis (the broker) is down. The request's transaction has committed, so failing it would
+        # only hide that it worked: send from this process instead, and never fail the request.
+        logger.warning("Celery broker unreachable, sending the %s email in process: %s", template, error)
+        try:
+            deliver_email(to=to, template=template, context=context)
+        except Exception:
+            logger.exception("Could not send the %s email", template)
+
+
+def send_templated_email(*, to: str, template: str, context: dict | None = None) -> None:
+    """Queue an email once the surrounding transaction commits (context must be JSON-serialisable)."""
+    transaction.on_commit(lambda: _queue_email(to=to, template=template, context=context or {}))

@@ -21,3 +21,19 @@ class RequestContextFilter(logging.Filter):
         if not hasattr(record, "user_id"):
             record.user_id = user_id_var.get()
         return True
+
+
+class CacheOutageFilter(logging.Filter):
+    """Turns django-redis's "Exception ignored" (an ERROR with a traceback per cache call) into a one-line WARNING.
+
+    The cache fails open on purpose (IGNORE_EXCEPTIONS): during a Redis outage requests are still
+    served, so a traceback for every cache call of every request would only flood the logs and Sentry.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno >= logging.ERROR:
+            error = record.exc_info[1]
+            record.msg, record.args = "Cache unavailable, request served without it: %s", (error.__cause__ or error,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True

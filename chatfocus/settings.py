@@ -397,7 +397,10 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "chatfocus.logging.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "chatfocus.logging.RequestContextFilter"},
+        "cache_outage": {"()": "chatfocus.logging.CacheOutageFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -417,6 +420,8 @@ LOGGING = {
         # Our request log replaces Django's, which would log every 4xx as a warning twice.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # DJANGO_REDIS_LOGGER: one warning per failed cache call while Redis is down, no traceback.
+        "chatfocus.cache": {"filters": ["cache_outage"]},
     },
 }
 

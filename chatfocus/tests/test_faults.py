@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.services import issue_session_tokens
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from chatfocus.tests.test_project import ROOT
 
 DB_PROXY_PORT, REDIS_PROXY_PORT, SERVER_PORT = 8111, 8112, 8113
@@ -128,6 +128,10 @@ class Server:
     def log(self) -> str:
         with open(self.log_path) as log:
             return log.read()
+
+    def records(self, since: int = 0) -> list[dict]:
+        """The server's JSON log records written after offset `since` (a len() of an earlier log())."""
+        return [json.loads(line) for line in self.log()[since:].splitlines() if line.startswith("{")]
 
 
 def wait_until_serving(server: Server, seconds=30):
@@ -402,3 +406,43 @@ def test_killed_database_backends_lose_no_acknowledged_push_and_failed_pushes_ca
     assert pulled == acknowledged
     assert body["version"] == len(acknowledged)  # gapless: one version per applied op, none lost
     assert len(failed) >= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_request(
+    server, dependencies_restored, settings
+):
+    from django_redis import get_redis_connection
+
+    # The server checks passwords with the real hasher (the suite's fast MD5 one is not in its list).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.BCryptSHA256PasswordHasher"]
+    user, token = new_token()
+    redis = get_redis_connection()
+    assert server.request("POST", "/api/auth/forgot-password", {"email": user.email})[0] == 202
+    assert redis.llen("celery") == 1  # Celery is not eager here: the email task went to the broker
+
+    log_start = len(server.log())
+    server.redis_proxy.cut()
+    status, _, body = server.request("POST", "/api/auth/login", {"email": user.email, "password": DEFAULT_PASSWORD})
+    assert status == 200
+    assert server.request("GET", "/api/users/me", token=body["access"])[0] == 200
+    assert server.request("GET", "/api/users/me", token=token)[0] == 200
+    assert server.push(token, [set_op("theme", "dark")])[0] == 200
+    status, _, body = server.request("GET", "/api/sync/pull?since=0", token=token)
+    assert (status, [change["key"] for change in body["changes"]]) == (200, ["theme"])
+    assert server.request("GET", "/api/subscriptions", token=token)[0] == 200
+    # The broker is down too: the reset email is sent from the web process instead of being lost.
+    assert server.request("POST", "/api/auth/forgot-password", {"email": user.email})[0] == 202
+    assert f"To: {user.email}" in server.log()[log_start:]
+    assert server.request("GET", "/readyz")[0] == 503
+
+    records = server.records(log_start)
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL") and r["logger"] != "django.request"]
+    assert not [r for r in records if r.get("status_code", 0) >= 500 and r["status_code"] != 503]
+    assert {"chatfocus.cache", "chatfocus.emails"} <= {r["logger"] for r in records if r["level"] == "WARNING"}
+
+    server.redis_proxy.restore()
+    assert server.request("GET", "/readyz")[0] == 200
+    # Rate limits count again once Redis is back (forgot_email: 3 an hour per address).
+    statuses = [server.request("POST", "/api/auth/forgot-password", {"email": "x@example.com"})[0] for _ in range(4)]
+    assert statuses == [202, 202, 202, 429]
