@@ -39,6 +39,12 @@ from chatfocus.exceptions import InvalidCredentials, NotFound, PermissionDenied,
 PREFERENCE_FIELDS = ("analytics_opt_in", "product_emails", "marketing_emails", "locale", "timezone")
 PROFILE_FIELDS = ("name", "email", "locale", "timezone")
 OPT_IN_CACHE_KEY = "accounts:analytics_opt_in:{user_id}"
+PROFILE_CACHE_KEY = "accounts:profile:{user_id}"
+PROFILE_VERSION_KEY = "accounts:profile_version:{user_id}"
+# Entries are invalidated on every write (forget_profile); expiry only bounds what a missed write costs.
+PROFILE_CACHE_SECONDS = 3600
+# Much longer than an entry lives: an entry can never outlive the version it was stored under.
+PROFILE_VERSION_SECONDS = 30 * 24 * 3600
 # Accounts without a password prove who they are by a login this recent.
 RECENT_LOGIN = timedelta(minutes=10)
 RESET_TOKEN = re.compile(r"([0-9A-Za-z]+)-(.+)")
@@ -101,11 +107,27 @@ def is_email_verified(*, user) -> bool:
 
 
 def get_profile(*, user) -> dict:
-    """What `GET /api/users/me` shows: the account, its locale/timezone, tier and login methods."""
+    """What `GET /api/users/me` shows: the account, its locale/timezone, tier and login methods.
+
+    A hot read, served from the cache: one round trip for the entry and the version it must carry
+    (forget_profile bumps the version on every write, so an entry loaded before a write is never
+    taken as current). The tier is not cached here: billing caches it and it also changes with time.
+    """
     from billing.services import get_entitlements
 
-    row = get_user(user_id=user.id)
-    preferences = get_preferences(user=row)
+    key, version_key = PROFILE_CACHE_KEY.format(user_id=user.id), PROFILE_VERSION_KEY.format(user_id=user.id)
+    cached = cache.get_many([key, version_key])
+    version, entry = cached.get(version_key, 0), cached.get(key)
+    if entry is None or entry[0] != version:
+        entry = (version, _load_profile(user_id=user.id))
+        cache.set(key, entry, PROFILE_CACHE_SECONDS)
+    return {**entry[1], "tier": get_entitlements(user=user).tier}
+
+
+def _load_profile(*, user_id) -> dict:
+    row = get_user(user_id=user_id)
+    # Read only: creating the preferences row here would be a write that invalidates what is loaded.
+    preferences = Preferences.objects.filter(user_id=row.id).first() or Preferences(user_id=row.id)
     return {
         "id": row.id,
         "email": row.email,
@@ -115,13 +137,28 @@ def get_profile(*, user) -> dict:
         "timezone": preferences.timezone,
         "email_verified": is_email_verified(user=row),
         "date_joined": row.date_joined,
-        "tier": get_entitlements(user=row).tier,
         "has_password": row.has_usable_password(),
         "social_accounts": [
             {"provider": account.provider, "uid": account.uid, "date_joined": account.date_joined}
             for account in SocialAccount.objects.filter(user_id=row.id).order_by("date_joined")
         ],
     }
+
+
+def forget_profile(*, user_id) -> None:
+    """Invalidate the cached profile: now, and again once the transaction commits.
+
+    Called on every write of the rows a profile shows (accounts/signals.py). The second bump covers a
+    reader that loaded the old rows between the first bump and the commit.
+    """
+    version_key = PROFILE_VERSION_KEY.format(user_id=user_id)
+
+    def bump():
+        cache.add(version_key, 0, timeout=PROFILE_VERSION_SECONDS)
+        cache.incr(version_key)
+
+    bump()
+    transaction.on_commit(bump)
 
 
 def update_profile(*, user, **changes) -> User:
@@ -374,6 +411,7 @@ def reset_password(*, token: str, password: str) -> None:
         set_user_password(user=user, password=password)
         # Opening the link proved the mailbox is the user's.
         EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=False).update(verified=True)
+        forget_profile(user_id=user.id)  # update() sends no signal
     ratelimits.clear(scope="login_failures_account", key=user.email)
 
 

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.api import serializers as s
 from accounts.oauth import PROVIDERS, finish_oauth_login, start_oauth_login
-from chatfocus.api import error_responses
+from chatfocus.api import error_responses, represent
 from chatfocus.pagination import CursorPagination
 
 NO_CONTENT = {204: OpenApiResponse(description="Done.")}
@@ -313,7 +313,7 @@ class MeView(APIView):
         operation_id="users_me", summary="Your account", responses={200: s.ProfileSerializer}, tags=["users"]
     )
     def get(self, request):
-        return Response(s.ProfileSerializer(services.get_profile(user=request.user)).data)
+        return Response(represent(s.ProfileSerializer, services.get_profile(user=request.user)))
 
     def _update(self, request, *, partial: bool):
         data = parse(s.ProfileUpdateSerializer, request, partial=partial)

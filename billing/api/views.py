@@ -18,7 +18,7 @@ from billing.api.serializers import (
     PortalResponseSerializer,
     WebhookResponseSerializer,
 )
-from chatfocus.api import error_responses
+from chatfocus.api import error_responses, represent
 
 TAGS = ["billing"]
 ENTITLEMENTS_DESCRIPTION = (
@@ -28,7 +28,7 @@ ENTITLEMENTS_DESCRIPTION = (
 
 
 def entitlements_body(entitlements) -> dict:
-    return EntitlementsSerializer(dataclasses.asdict(entitlements)).data
+    return represent(EntitlementsSerializer, dataclasses.asdict(entitlements))
 
 
 def etag_of(body: dict) -> str:
