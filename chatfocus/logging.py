@@ -23,6 +23,21 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+class TaskArgumentsFilter(logging.Filter):
+    """Drops task arguments from Celery's task log records: email tasks carry reset and confirmation links.
+
+    A logger filter (not a handler filter) so the arguments are gone before any handler, Sentry's
+    breadcrumbs included, sees the record; Celery puts them in the record's args and `data` extra.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for attribute in ("args", "data"):
+            value = getattr(record, attribute, None)
+            if isinstance(value, dict):
+                setattr(record, attribute, {k: v for k, v in value.items() if k not in ("args", "kwargs")})
+        return True
+
+
 class CacheOutageFilter(logging.Filter):
     """Turns django-redis's "Exception ignored" (an ERROR with a traceback per cache call) into a one-line WARNING.
 

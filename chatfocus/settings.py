@@ -399,6 +399,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_context": {"()": "chatfocus.logging.RequestContextFilter"},
+        "task_arguments": {"()": "chatfocus.logging.TaskArgumentsFilter"},
         "cache_outage": {"()": "chatfocus.logging.CacheOutageFilter"},
     },
     "formatters": {
@@ -420,6 +421,9 @@ LOGGING = {
         # Our request log replaces Django's, which would log every 4xx as a warning twice.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # Celery's loggers that record a task's arguments (received, succeeded, retried, failed).
+        "celery.app.trace": {"filters": ["task_arguments"]},
+        "celery.worker.strategy": {"filters": ["task_arguments"]},
         # DJANGO_REDIS_LOGGER: one warning per failed cache call while Redis is down, no traceback.
         "chatfocus.cache": {"filters": ["cache_outage"]},
     },
