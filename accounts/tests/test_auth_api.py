@@ -139,10 +139,10 @@ def test_register_is_rate_limited_per_ip(api_client):
 
 
 def test_passwords_are_stored_with_bcrypt_sha256_at_12_rounds_or_more(api_client, settings):
-    settings.PASSWORD_HASHERS = [
-        "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
-        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    ]
+    from chatfocus import settings as project_settings
+
+    # The shipped setting, not conftest's fast MD5 stand-in.
+    settings.PASSWORD_HASHERS = project_settings.PASSWORD_HASHERS
     post(api_client, "/api/auth/register", {"email": "bcrypt@example.com", "password": NEW_PASSWORD})
     stored = User.objects.get(email="bcrypt@example.com").password
     algorithm, bcrypt_hash = stored.split("$", 1)
