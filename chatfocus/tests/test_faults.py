@@ -446,3 +446,102 @@ def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_
     # Rate limits count again once Redis is back (forgot_email: 3 an hour per address).
     statuses = [server.request("POST", "/api/auth/forgot-password", {"email": "x@example.com"})[0] for _ in range(4)]
     assert statuses == [202, 202, 202, 429]
+
+
+# --- Stripe unreachable -----------------------------------------------------------------------
+
+STRIPE_SILENT_PORT = 8114
+
+
+@pytest.fixture
+def stripe_unreachable(stripe_fake, monkeypatch):
+    """Swap the fake for the stripe library's real HTTP client (short timeout) at STRIPE_API_HOST (pytest.ini:
+    a closed port); `.go_silent()` points it at a socket that accepts and never answers."""
+    import stripe
+
+    assert stripe.api_base == settings.STRIPE_API_HOST == "http://127.0.0.1:9"
+
+    class Switch:
+        listener = None
+
+        def cut(self):
+            monkeypatch.setattr(stripe, "default_http_client", stripe.new_default_http_client(timeout=0.3))
+
+        def go_silent(self):
+            self.listener = socket.create_server(("127.0.0.1", STRIPE_SILENT_PORT), backlog=16)
+            monkeypatch.setattr(stripe, "api_base", f"http://127.0.0.1:{STRIPE_SILENT_PORT}")
+
+    switch = Switch()
+    yield switch
+    if switch.listener is not None:
+        switch.listener.close()
+
+
+def billing_snapshot(user) -> tuple:
+    """The user's billing row and tier log; a missing row and an empty one (no customer yet) are the same state."""
+    from billing.models import BillingAccount, TierChange
+
+    account = BillingAccount.objects.filter(user=user).exclude(stripe_customer_id="").values().first()
+    return account, TierChange.objects.filter(user=user).count()
+
+
+PAID_ACTIONS = [
+    ("put", "/api/subscriptions", {"tier": "premium"}),
+    ("put", "/api/subscriptions", {"interval": "year"}),
+    ("delete", "/api/subscriptions", None),
+    ("post", "/api/subscriptions/portal", None),
+]
+
+
+@pytest.mark.django_db
+def test_stripe_unreachable_billing_actions_are_502_with_no_local_change_and_entitlements_still_served(
+    auth_client, stripe_fake, stripe_prices, stripe_unreachable, monkeypatch
+):
+    from billing import stripe_gateway
+    from billing.tests.helpers import subscribe
+
+    # Refused connections fail the same with or without retries; skipping them keeps this test fast.
+    monkeypatch.setattr(stripe_gateway, "MAX_NETWORK_RETRIES", 0)
+
+    client = auth_client()
+    subscribe(stripe_fake, client.user, "pro")
+    newcomer = auth_client()
+    before = billing_snapshot(client.user), billing_snapshot(newcomer.user)
+    stripe_unreachable.cut()
+
+    responses = [getattr(client, method)(path, body, format="json") for method, path, body in PAID_ACTIONS]
+    responses.append(newcomer.post("/api/subscriptions", {"tier": "pro", "interval": "month"}, format="json"))
+    responses.append(client.delete("/api/users/me", {"password": DEFAULT_PASSWORD}, format="json"))
+    for response in responses:
+        assert response.status_code == 502, response.content
+        assert response.json()["error"]["code"] == "upstream_error"
+    assert (billing_snapshot(client.user), billing_snapshot(newcomer.user)) == before
+    assert client.get("/api/users/me").status_code == 200  # the account was not deleted
+
+    entitlements = client.get("/api/subscriptions")
+    assert (entitlements.status_code, entitlements.json()["tier"]) == (200, "pro")
+    quota = client.get("/api/sync/quota")
+    assert (quota.status_code, quota.json()["tier"], quota.json()["devices_limit"]) == (200, "pro", 10)
+    assert client.get("/api/subscriptions/plans").status_code == 200
+
+
+@pytest.mark.django_db
+def test_stripe_that_never_answers_times_out_into_502_with_no_local_change(
+    auth_client, stripe_fake, stripe_prices, stripe_unreachable
+):
+    from billing.tests.helpers import subscribe
+
+    client = auth_client()
+    subscribe(stripe_fake, client.user, "pro")
+    before = billing_snapshot(client.user)
+    stripe_unreachable.cut()
+    stripe_unreachable.go_silent()
+
+    started = time.monotonic()
+    response = client.put("/api/subscriptions", {"tier": "premium"}, format="json")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    # Three attempts (two retries) of 0.3 s each and Stripe's back-off between them, not a hung worker.
+    assert time.monotonic() - started < 5
+    assert billing_snapshot(client.user) == before
+    assert client.get("/api/subscriptions").json()["tier"] == "pro"
