@@ -103,6 +103,15 @@ def test_alg_none_token_is_rejected(user):
     _assert_token_invalid(_bearer(unsigned).get(ME))
 
 
+def test_token_signed_with_the_right_key_but_another_algorithm_is_rejected(user):
+    import jwt
+
+    access, _, _ = issue_session_tokens(user=user)
+    claims = json.loads(base64.urlsafe_b64decode(access.split(".")[1] + "=="))
+    other = jwt.encode(claims, settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS384")
+    _assert_token_invalid(_bearer(other).get(ME))
+
+
 def test_expired_token_is_rejected(user):
     access, _, _ = issue_session_tokens(user=user)
     with time_machine.travel(timezone.now() + settings.JWT_ACCESS_LIFETIME + timedelta(seconds=5)):
