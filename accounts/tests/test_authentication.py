@@ -118,6 +118,14 @@ def test_expired_token_is_rejected(user):
         _assert_token_invalid(_bearer(access).get(ME))
 
 
+def test_a_token_accepted_before_is_rejected_once_expired(user):
+    # This process remembers tokens it verified: expiry must still be checked on every request.
+    access, _, _ = issue_session_tokens(user=user)
+    assert _bearer(access).get(ME).status_code == 200
+    with time_machine.travel(timezone.now() + settings.JWT_ACCESS_LIFETIME + timedelta(seconds=5)):
+        _assert_token_invalid(_bearer(access).get(ME))
+
+
 def test_refresh_token_is_not_accepted_as_access_token(user):
     _, refresh, _ = issue_session_tokens(user=user)
     _assert_token_invalid(_bearer(refresh).get(ME))
