@@ -21,6 +21,21 @@ def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
+# URL parameters that are credentials: the keys in allauth's email confirmation and password reset links.
+SECRET_URL_PARAMETERS = ("key",)
+
+
+def loggable_path(request) -> str:
+    """The request path with credential parameters masked, so log readers cannot use an emailed link."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    for name in SECRET_URL_PARAMETERS:
+        value = match.kwargs.get(name) if match is not None else None
+        if value:
+            path = path.replace(str(value), "***")
+    return path
+
+
 def resolved_user_id(request):
     """The id of a user this request already identified (DRF or the session), never forcing a lookup."""
     user = request.__dict__.get("user")
@@ -50,7 +65,7 @@ class RequestIDMiddleware:
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": loggable_path(request),
                     "status": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },

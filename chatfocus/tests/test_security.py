@@ -459,10 +459,80 @@ def all_logs(caplog):
         logging.getLogger(name).setLevel(level)
 
 
+def assert_not_logged(logs: str, secrets: dict) -> None:
+    leaked = sorted(name for name, value in secrets.items() if value in logs)
+    assert not leaked, f"Secrets in the logs: {leaked}"
+
+
+def emailed_link_key(pattern: str) -> str:
+    return re.search(pattern, mail.outbox[-1].body).group(1)
+
+
+CONFIRM_LINK, RESET_LINK = r"/account/confirm-email/(\S+)/", r"/account/password/reset/key/(\S+)/"
+
+
 @pytest.mark.django_db
-def test_no_password_token_key_or_secret_reaches_the_logs(
-    all_logs, settings, django_capture_on_commit_callbacks, stripe_fake, stripe_prices
-):
+def test_password_and_token_flows_log_no_password_token_or_key(all_logs, settings, django_capture_on_commit_callbacks):
+    api = APIClient()
+    secrets = {
+        "password": NEW_PASSWORD,
+        "wrong password": "a-wrong-passphrase-77",
+        "changed password": "changed-passphrase-913",
+        "reset password": "reset-passphrase-5521",
+        "jwt key": settings.SIMPLE_JWT["SIGNING_KEY"],
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(api, "/api/auth/register", {"email": "leak@example.com", "password": NEW_PASSWORD}).status_code
+    secrets["verification key"] = emailed_link_key(CONFIRM_LINK)
+    assert post(api, "/api/auth/verify-email", {"key": secrets["verification key"]}).status_code == 204
+    assert login(api, "leak@example.com", secrets["wrong password"]).status_code == 401
+    tokens = login(api, "leak@example.com", NEW_PASSWORD).json()
+    secrets["login access"], secrets["login refresh"] = tokens["access"], tokens["refresh"]
+    rotated = post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).json()
+    secrets["refreshed access"], secrets["refreshed refresh"] = rotated["access"], rotated["refresh"]
+    assert post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).status_code == 401  # reuse
+    session = login(api, "leak@example.com", NEW_PASSWORD).json()
+    secrets["session access"], secrets["session refresh"] = session["access"], session["refresh"]
+    me = APIClient(HTTP_AUTHORIZATION=f"Bearer {session['access']}")
+    change = {"current_password": NEW_PASSWORD, "new_password": secrets["changed password"]}
+    assert post(me, "/api/auth/change-password", change).status_code == 204
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(api, "/api/auth/forgot-password", {"email": "leak@example.com"}).status_code == 202
+    secrets["reset token"] = emailed_link_key(RESET_LINK)
+    reset = {"token": secrets["reset token"], "password": secrets["reset password"]}
+    assert post(api, "/api/auth/reset-password", reset).status_code == 204
+    assert post(api, "/api/auth/logout", {"refresh": session["refresh"]}).status_code == 204
+
+    logs = all_logs()
+    # The capture sees the request log and the email task's records (which carried the links).
+    assert '"logger": "chatfocus.request"' in logs and "/api/auth/login" in logs
+    assert '"logger": "celery.app.trace"' in logs and "send_email_task" in logs
+    assert_not_logged(logs, secrets)
+
+
+@pytest.mark.django_db
+def test_email_links_opened_on_the_hosted_pages_log_no_key(all_logs, client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post(APIClient(), "/api/auth/register", {"email": "pages@example.com", "password": NEW_PASSWORD})
+    confirm_key = emailed_link_key(CONFIRM_LINK)
+    assert client.get(f"/account/confirm-email/{confirm_key}/").status_code == 200
+    assert client.post(f"/account/confirm-email/{confirm_key}/").status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        post(APIClient(), "/api/auth/forgot-password", {"email": "pages@example.com"})
+    reset_key = emailed_link_key(RESET_LINK)
+    form = client.get(f"/account/password/reset/key/{reset_key}/", follow=True)
+    assert form.status_code == 200
+    new_password = "hosted-reset-passphrase-31"
+    done = client.post(form.redirect_chain[-1][0], {"password1": new_password, "password2": new_password})
+    assert done.status_code == 302
+    assert User.objects.get(email="pages@example.com").check_password(new_password)
+    logs = all_logs()
+    assert "/account/confirm-email/" in logs and "/account/password/reset/key/" in logs
+    assert_not_logged(logs, {"confirmation key": confirm_key, "reset key": reset_key.split("-", 1)[1]})
+
+
+@pytest.mark.django_db
+def test_oauth_login_logs_no_client_secret_provider_token_or_code(all_logs, settings):
     settings.SOCIALACCOUNT_PROVIDERS = {
         "google": {
             "APPS": [{"client_id": "google-id", "secret": "google-client-secret-xyz"}],
@@ -471,64 +541,26 @@ def test_no_password_token_key_or_secret_reaches_the_logs(
         }
     }
     settings.OAUTH_REDIRECT_URIS = [REDIRECT_URI]
-    api = APIClient()
-    secrets = {
-        "password": NEW_PASSWORD,
-        "changed password": "changed-passphrase-913",
-        "reset password": "reset-passphrase-5521",
-        "stripe key": STRIPE_TEST_KEY,
-        "webhook secret": STRIPE_TEST_WEBHOOK_SECRET,
-        "oauth client secret": "google-client-secret-xyz",
-        "jwt key": settings.SIMPLE_JWT["SIGNING_KEY"],
-    }
-    with django_capture_on_commit_callbacks(execute=True):
-        assert (
-            post(api, "/api/auth/register", {"email": "leak@example.com", "password": NEW_PASSWORD}).status_code == 201
-        )
-    secrets["verification key"] = re.search(r"/account/confirm-email/(\S+)/", mail.outbox[-1].body).group(1)
-    assert post(api, "/api/auth/verify-email", {"key": secrets["verification key"]}).status_code == 204
-    login(api, "leak@example.com", "a-wrong-passphrase-77")
-    secrets["wrong password"] = "a-wrong-passphrase-77"
-    tokens = login(api, "leak@example.com", NEW_PASSWORD).json()
-    secrets["login access"], secrets["login refresh"] = tokens["access"], tokens["refresh"]
-    rotated = post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).json()
-    secrets["refreshed access"], secrets["refreshed refresh"] = rotated["access"], rotated["refresh"]
-    assert post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).status_code == 401  # reuse
-    session = login(api, "leak@example.com", NEW_PASSWORD).json()
-    me = APIClient()
-    me.credentials(HTTP_AUTHORIZATION=f"Bearer {session['access']}")
-    secrets["session access"], secrets["session refresh"] = session["access"], session["refresh"]
-    changed = post(
-        me,
-        "/api/auth/change-password",
-        {"current_password": NEW_PASSWORD, "new_password": secrets["changed password"]},
-    )
-    assert changed.status_code == 204
-    with django_capture_on_commit_callbacks(execute=True):
-        assert post(api, "/api/auth/forgot-password", {"email": "leak@example.com"}).status_code == 202
-    secrets["reset token"] = re.search(r"/account/password/reset/key/(\S+)/", mail.outbox[-1].body).group(1)
-    reset = post(
-        api, "/api/auth/reset-password", {"token": secrets["reset token"], "password": secrets["reset password"]}
-    )
-    assert reset.status_code == 204
-    assert post(api, "/api/auth/logout", {"refresh": session["refresh"]}).status_code == 204
-
     with responses.RequestsMock() as provider:
         mock_google(provider, email="leak-oauth@example.com")
-        secrets["provider access token"] = "google-access"
         final = run_flow(Client(), "google")
-    secrets["oauth code"] = query(final)["code"]
-    oauth = exchange(secrets["oauth code"]).json()
-    secrets["oauth access"], secrets["oauth refresh"] = oauth["access"], oauth["refresh"]
+    code = query(final)["code"]
+    tokens = exchange(code).json()
+    secrets = {
+        "client secret": "google-client-secret-xyz",
+        "provider access token": "google-access",
+        "one-time code": code,
+        "access": tokens["access"],
+        "refresh": tokens["refresh"],
+    }
+    assert_not_logged(all_logs(), secrets)
 
-    customer = User.objects.get(email="leak@example.com")
-    subscription_id = subscribe(stripe_fake, customer)
+
+@pytest.mark.django_db
+def test_stripe_calls_and_webhooks_log_no_api_key_or_webhook_secret(all_logs, api_client, stripe_fake, stripe_prices):
+    subscription_id = subscribe(stripe_fake, UserFactory())
     event = stripe_fake.event("customer.subscription.updated", stripe_fake.objects[subscription_id])
-    assert send(api, event).status_code == 200
-
+    assert send(api_client, event).status_code == 200
     logs = all_logs()
-    # The capture sees the request log and the email task's records (which carried the links).
-    assert '"logger": "chatfocus.request"' in logs and "/api/auth/login" in logs
-    assert '"logger": "celery.app.trace"' in logs and "send_email_task" in logs
-    leaked = sorted(name for name, value in secrets.items() if value in logs)
-    assert not leaked, f"Secrets in the logs: {leaked}"
+    assert "stripe" in logs  # the library's DEBUG request lines are captured
+    assert_not_logged(logs, {"api key": STRIPE_TEST_KEY, "webhook secret": STRIPE_TEST_WEBHOOK_SECRET})
