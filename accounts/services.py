@@ -254,6 +254,7 @@ def register_user(*, email: str, password: str, name: str = "", ip: str = "") ->
     """
     ratelimits.hit(scope="register_ip", key=ip)
     email = User.objects.normalize_email(email)
+    ratelimits.hit(scope="register_email", key=email)
     _validate_password(password, user=User(email=email, name=name), field="password")
     existing = User.objects.filter(email__iexact=email).first()
     if existing is None:

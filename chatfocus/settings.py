@@ -221,6 +221,8 @@ RATE_LIMITS = {
     "login_ip": env("RATE_LIMIT_LOGIN_IP", default="10/60"),
     "login_failures_account": env("RATE_LIMIT_LOGIN_FAILURES_ACCOUNT", default="5/900"),
     "register_ip": env("RATE_LIMIT_REGISTER_IP", default="5/3600"),
+    # Each registration of a taken email mails its owner a notice: no mailbox flooding from many IPs.
+    "register_email": env("RATE_LIMIT_REGISTER_EMAIL", default="3/3600"),
     "forgot_email": env("RATE_LIMIT_FORGOT_EMAIL", default="3/3600"),
     "forgot_ip": env("RATE_LIMIT_FORGOT_IP", default="10/3600"),
     "refresh_session": env("RATE_LIMIT_REFRESH_SESSION", default="60/60"),

@@ -58,7 +58,7 @@ class RegisterView(PublicView):
             "Always 201 with the same body, whether the email is new or already has an account (no "
             "enumeration). A new address gets a verification email, an existing one a notice. No tokens: "
             "log in next. The password must pass the password rules (length ≥ 10, not common, not only "
-            "digits, not like the email)."
+            "digits, not like the email). Rate limited per IP and per email, alike for new and taken addresses."
         ),
         request=s.RegisterSerializer,
         responses={201: s.DetailSerializer, **error_responses(429)},

@@ -138,6 +138,26 @@ def test_register_is_rate_limited_per_ip(api_client):
     assert other_ip.status_code == 201
 
 
+def test_register_is_rate_limited_per_email_alike_for_taken_and_new_addresses(
+    api_client, django_capture_on_commit_callbacks
+):
+    UserFactory(email="victim@example.com")
+    limit = int(settings.RATE_LIMITS["register_email"].split("/")[0])
+    refusals = []
+    for email in ("victim@example.com", "brand-new@example.com"):
+        for n in range(limit):
+            body = {"email": email, "password": NEW_PASSWORD}
+            with django_capture_on_commit_callbacks(execute=True):
+                assert post(api_client, "/api/auth/register", body, REMOTE_ADDR=f"10.3.{n}.1").status_code == 201
+        refused = post(
+            api_client, "/api/auth/register", {"email": email, "password": NEW_PASSWORD}, REMOTE_ADDR="10.3.9.9"
+        )
+        assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 3600
+        refusals.append({**refused.json()["error"], "request_id": None})
+    assert refusals[0] == refusals[1]  # the limit tells nothing about which address has an account
+    assert len([m for m in mail.outbox if m.to == ["victim@example.com"]]) == limit
+
+
 def test_passwords_are_stored_with_bcrypt_sha256_at_12_rounds_or_more(api_client, settings):
     from chatfocus import settings as project_settings
 
