@@ -13,11 +13,12 @@ import time
 import pytest
 import requests
 import responses
+from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth.hashers import MD5PasswordHasher, make_password
 from django.core import mail
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLResolver, get_resolver, reverse
 from pythonjsonlogger.json import JsonFormatter
 from rest_framework.test import APIClient
 
@@ -327,19 +328,25 @@ def test_failed_logins_lock_an_unknown_email_like_a_known_one(api_client):
 # --- Object endpoints: another user's id is a 404 -----------------------------------------
 
 
-def api_routes_with_parameters(resolver=None, prefix=""):
-    """(route, name, view class) of every /api/ URL pattern that takes a path parameter."""
+def routes_with_parameters(resolver=None, prefix=""):
+    """(route, name, view) of every URL pattern that takes a parameter, the admin's aside."""
     resolver = resolver or get_resolver()
     for pattern in resolver.url_patterns:
         route = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
-            yield from api_routes_with_parameters(pattern, route)
-        elif isinstance(pattern, URLPattern) and route.startswith("api/") and re.search(r"<[^>]+>", route):
-            yield route, pattern.name, pattern.callback.view_class
+            if route != settings.ADMIN_URL:
+                yield from routes_with_parameters(pattern, route)
+        elif re.search(r"<[^>]+>|\(\?P<", route):
+            yield route, pattern.name, pattern.callback
 
 
-# Routes whose parameter names no stored object of a user.
-NOT_OBJECT_ROUTES = {"auth-oauth-start": "the provider name (google, github)"}
+# Routes whose parameter names no stored object of a user (the keys are tested with their flows).
+NOT_OBJECT_ROUTES = {
+    "auth-oauth-start": "the provider name (google, github)",
+    "account_confirm_email": "the key from the verification email",
+    "account_reset_password_from_key": "the key from the password reset email",
+}
+HOSTED_PAGE_ROUTES = {"account_revoke_session"}
 
 
 @pytest.fixture
@@ -349,13 +356,14 @@ def owner_and_intruder(auth_client):
     snapshot = owner.client.post("/api/sync/snapshots", {"label": "mine"}, format="json").json()
     owner.push("owner-laptop", [make_op("theme", "light", counter=1)])
     intruder.push("intruder-laptop", [make_op("theme", "intruder")])
-    # Route name → the owner's object id to put in its path.
-    owner_ids = {
-        "auth-session": str(owner.client.auth_session.id),
-        "sync-device": "owner-laptop",
-        "sync-snapshot-restore": str(snapshot["id"]),
+    # Route name → URL arguments naming one of the owner's objects.
+    owner_objects = {
+        "auth-session": {"session_id": owner.client.auth_session.id},
+        "account_revoke_session": {"session_id": owner.client.auth_session.id},
+        "sync-device": {"device_id": "owner-laptop"},
+        "sync-snapshot-restore": {"snapshot_id": snapshot["id"]},
     }
-    return owner, intruder, owner_ids
+    return owner, intruder, owner_objects
 
 
 def world_state():
@@ -364,30 +372,54 @@ def world_state():
         "sessions": sorted(Session.objects.values_list("id", "revoked_at")),
         "devices": sorted(Device.objects.values_list("user_id", "device_id")),
         "snapshots": sorted(Snapshot.objects.values_list("user_id", "id")),
+        "social accounts": sorted(SocialAccount.objects.values_list("user_id", "id")),
     }
 
 
 @pytest.mark.django_db
-def test_every_object_endpoint_answers_404_for_another_users_id_and_changes_nothing(owner_and_intruder):
-    owner, intruder, owner_ids = owner_and_intruder
-    routes = list(api_routes_with_parameters())
-    uncovered = {name for _, name, _ in routes} - set(owner_ids) - set(NOT_OBJECT_ROUTES)
-    assert not uncovered, f"Add these id-bearing routes to the IDOR sweep: {sorted(uncovered)}"
+def test_every_route_with_an_id_is_in_the_idor_sweep(owner_and_intruder):
+    _, _, owner_objects = owner_and_intruder
+    names = {name for _, name, _ in routes_with_parameters()}
+    uncovered = names - set(owner_objects) - set(NOT_OBJECT_ROUTES)
+    assert not uncovered, f"Add these routes to the IDOR sweep (owner_and_intruder): {sorted(uncovered)}"
+    assert HOSTED_PAGE_ROUTES <= names
+
+
+@pytest.mark.django_db
+def test_every_api_object_endpoint_answers_404_for_another_users_id_and_changes_nothing(owner_and_intruder):
+    owner, intruder, owner_objects = owner_and_intruder
     before, owner_document = world_state(), owner.document()
     checked = []
-    for route, name, view_class in routes:
-        if name in NOT_OBJECT_ROUTES:
+    for route, name, view in routes_with_parameters():
+        if name in NOT_OBJECT_ROUTES or name in HOSTED_PAGE_ROUTES:
             continue
-        path = "/" + re.sub(r"<[^>]+>", owner_ids[name], route)
+        path = reverse(name, kwargs=owner_objects[name])
         for method in ("get", "put", "patch", "post", "delete"):
-            if hasattr(view_class, method):
+            if hasattr(view.view_class, method):
                 response = intruder.client.generic(method.upper(), path, "{}", content_type="application/json")
                 assert_error(response, 404, "not_found")
                 checked.append(f"{method.upper()} {route}")
     assert world_state() == before
     assert owner.document() == owner_document and intruder.document() == {"theme": "intruder"}
     assert owner.client.get("/api/auth/sessions").status_code == 200
-    assert len(checked) >= len(owner_ids)
+    assert len(checked) == 3, checked
+
+
+@pytest.mark.django_db
+def test_hosted_pages_change_nothing_of_another_user(owner_and_intruder, client):
+    owner, intruder, owner_objects = owner_and_intruder
+    social = SocialAccount.objects.create(user=owner.user, provider="github", uid="4242")
+    client.force_login(intruder.user)
+    before = world_state()
+    for name in sorted(HOSTED_PAGE_ROUTES):
+        path = reverse(name, kwargs=owner_objects[name])
+        assert client.get(path).status_code == 405
+        refused = client.post(path, follow=True)
+        assert "No such session." in [str(message) for message in refused.context["messages"]]
+    disconnect = client.post("/account/connections/", {"account": social.id})
+    assert disconnect.status_code == 200 and "account" in disconnect.context["form"].errors
+    assert world_state() == before
+    assert owner.client.get("/api/auth/sessions").status_code == 200
 
 
 # --- Admin --------------------------------------------------------------------------------
