@@ -236,7 +236,10 @@ def apply_subscription(
         was_past_due = account.status == "past_due" and account.stripe_subscription_id == data["id"]
         for name, value in derived.items():
             setattr(account, name, value)
-        account.stripe_customer_id = account.stripe_customer_id or customer_id
+        # Only a live subscription links its customer: Stripe ends a deleted customer's subscriptions,
+        # and their late events must not bring the deleted id back (every later checkout would fail).
+        if derived["status"] in LIVE_STATUSES:
+            account.stripe_customer_id = account.stripe_customer_id or customer_id
         if derived["status"] == "past_due":
             if not (was_past_due and account.grace_until):
                 start = event_created or timezone.now()

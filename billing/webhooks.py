@@ -140,7 +140,15 @@ def _dispatch(stored: WebhookEvent) -> bool:
     endpoint = services.ensure_webhook_endpoint()
     account = endpoint.djstripe_owner_account if endpoint else None
     api_key = (account.default_api_key if account else None) or settings.STRIPE_SECRET_KEY
-    Event.process(stored.payload, api_key=api_key)
+    try:
+        Event.process(stored.payload, api_key=api_key)
+    except stripe.InvalidRequestError as error:
+        # An object the event names is gone from Stripe since (a late checkout.session.completed of a
+        # deleted customer: dj-stripe writes the customer's metadata back). Every redelivery would fail
+        # the same way; dj-stripe rolled its mirror back, and our rules read Stripe's current state.
+        if error.code != "resource_missing":
+            raise
+        logger.warning("dj-stripe skipped Stripe event %s (%s): %s", stored.id, stored.type, error)
     handler = HANDLERS.get(stored.type)
     if handler is None:
         return False
