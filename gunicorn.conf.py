@@ -8,7 +8,7 @@ import os
 # ~0.3 s of CPU; at a lower CPU priority the login workers take what the web workers leave, so
 # concurrent logins cannot starve sync requests.
 POOL = os.environ.get("GUNICORN_POOL", "web")
-LOGIN_NICE = int(os.environ.get("LOGIN_NICE", "10"))
+LOGIN_NICE = int(os.environ.get("LOGIN_NICE", "19"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Sync workers: each request holds one DB connection, kept open between requests (CONN_MAX_AGE).
