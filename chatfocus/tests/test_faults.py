@@ -296,11 +296,11 @@ def in_thread(function):
 @pytest.mark.django_db(transaction=True)
 def test_database_cut_is_503_unavailable_and_the_server_recovers_by_itself(server, dependencies_restored):
     _, token = new_token()
-    assert server.request("GET", "/api/users/me", token=token)[0] == 200
+    assert server.request("GET", "/api/auth/sessions", token=token)[0] == 200
 
     server.db_proxy.cut()
     for method, path, body in [
-        ("GET", "/api/users/me", None),
+        ("GET", "/api/auth/sessions", None),
         ("POST", "/api/sync/push", {"device_id": "dev-a", "ops": [set_op("theme", "dark")]}),
         ("GET", "/api/sync/pull?since=0", None),
         ("POST", "/api/auth/login", {"email": "nobody@example.com", "password": "wrong-password-1"}),
@@ -309,9 +309,13 @@ def test_database_cut_is_503_unavailable_and_the_server_recovers_by_itself(serve
         assert_unavailable(*server.request(method, path, body, token=token))
     assert server.request("GET", "/healthz")[0] == 200
     assert_unavailable(*server.request("GET", "/readyz"))
+    status, headers, page = server.request("GET", "/account/login/")  # a hosted page: HTML, still not a 500
+    assert (status, headers["Content-Type"].split(";")[0], int(headers["Retry-After"])) == (503, "text/html", 5)
+    assert "Temporarily unavailable" in page
 
     server.db_proxy.restore()
-    assert server.request("GET", "/api/users/me", token=token)[0] == 200
+    assert server.request("GET", "/api/auth/sessions", token=token)[0] == 200
+    assert server.push(token, [set_op("theme", "dark")])[0] == 200
     assert server.request("GET", "/readyz")[0] == 200
 
 
