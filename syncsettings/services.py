@@ -117,25 +117,32 @@ class _State:
     key_count: int
     pruned_version: int
     created: bool = False
+    # What `read_after` returned (see _lock_state); None when it did not run under the lock.
+    read_rows: list | None = None
 
 
 STATE_COLUMNS = "version, bytes_used, key_count, pruned_version"
 
 
-def _lock_state(user_id) -> _State:
+def _lock_state(user_id, *, read_after: tuple[str, list] | None = None) -> _State:
     """Lock (creating if needed) the user's SyncState row for this transaction; 503 after the lock timeout.
 
-    One round trip: `SET LOCAL lock_timeout` and the `SELECT … FOR UPDATE` travel as one statement
-    batch (psycopg's client-side binding cursor, Django's default, allows that).
+    One round trip: `SET LOCAL lock_timeout`, the `SELECT … FOR UPDATE` and on PostgreSQL the optional
+    `read_after` query (sql, params) travel as one statement batch (psycopg's client-side binding cursor,
+    Django's default, allows that). `read_after` runs once the lock is held, so it sees every change
+    committed under it; its rows land in `state.read_rows` (None when the row had to be created first).
     """
     try:
         if _is_postgres():
             with connection.cursor() as cursor:
-                cursor.execute(
+                sql = (
                     f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'; "
-                    f"SELECT {STATE_COLUMNS} FROM syncsettings_syncstate WHERE user_id = %s FOR UPDATE",
-                    [user_id],
+                    f"SELECT {STATE_COLUMNS} FROM syncsettings_syncstate WHERE user_id = %s FOR UPDATE"
                 )
+                params = [user_id]
+                if read_after is not None:
+                    sql, params = f"{sql}; {read_after[0]}", params + read_after[1]
+                cursor.execute(sql, params)
                 cursor.nextset()
                 row = cursor.fetchone()
                 if row is None:
@@ -150,7 +157,11 @@ def _lock_state(user_id) -> _State:
                         [user_id],
                     )
                     return _State(*cursor.fetchone())
-                return _State(*row)
+                state = _State(*row)
+                if read_after is not None:
+                    cursor.nextset()
+                    state.read_rows = cursor.fetchall()
+                return state
         row = SyncState.objects.select_for_update().filter(user_id=user_id).values_list(*STATE_COLUMNS.split(", "))
         row = row.first()
         if row is None:
@@ -194,27 +205,40 @@ def _parse_json(raw):
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def _load_seen_and_slots(user_id, op_ids: list[str], keys: list[str]) -> tuple[dict, dict[str, _Slot]]:
-    """First results of already-logged op_ids, and the stored entries of the keys, in one query on PostgreSQL."""
+SEEN_AND_SLOTS = (
+    "SELECT 'c', op_id, status, version, NULL::jsonb, NULL::boolean, NULL::integer, "
+    "NULL::bigint, NULL::integer, NULL::varchar "
+    "FROM syncsettings_change WHERE user_id = %s AND op_id = ANY(%s) "
+    "UNION ALL "
+    "SELECT 'e', key, NULL, version, value, deleted, size, hlc_ms, hlc_counter, device_id "
+    "FROM syncsettings_entry WHERE user_id = %s AND key = ANY(%s)"
+)
+
+
+def _seen_and_slots_query(user_id, op_ids: list[str], keys: list[str]) -> tuple[str, list]:
+    """PostgreSQL: first results of already-logged op_ids and the stored entries of the keys, in one query."""
+    return SEEN_AND_SLOTS, [user_id, op_ids, user_id, keys]
+
+
+def _seen_and_slots_from(rows) -> tuple[dict, dict[str, _Slot]]:
     seen: dict[str, dict] = {}
     slots: dict[str, _Slot] = {}
+    for kind, name, _status, version, value, deleted, size, hlc_ms, hlc_counter, device_id in rows:
+        if kind == "c":
+            seen[name] = {"op_id": name, "status": DUPLICATE, "version": version}
+        else:
+            slots[name] = _Slot(_parse_json(value), deleted, size, version, hlc_ms, hlc_counter, device_id)
+    return seen, slots
+
+
+def _load_seen_and_slots(user_id, op_ids: list[str], keys: list[str]) -> tuple[dict, dict[str, _Slot]]:
+    """First results of already-logged op_ids, and the stored entries of the keys, in one query on PostgreSQL."""
     if _is_postgres():
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT 'c', op_id, status, version, NULL::jsonb, NULL::boolean, NULL::integer, "
-                "NULL::bigint, NULL::integer, NULL::varchar "
-                "FROM syncsettings_change WHERE user_id = %s AND op_id = ANY(%s) "
-                "UNION ALL "
-                "SELECT 'e', key, NULL, version, value, deleted, size, hlc_ms, hlc_counter, device_id "
-                "FROM syncsettings_entry WHERE user_id = %s AND key = ANY(%s)",
-                [user_id, op_ids, user_id, keys],
-            )
-            for kind, name, _status, version, value, deleted, size, hlc_ms, hlc_counter, device_id in cursor:
-                if kind == "c":
-                    seen[name] = {"op_id": name, "status": DUPLICATE, "version": version}
-                else:
-                    slots[name] = _Slot(_parse_json(value), deleted, size, version, hlc_ms, hlc_counter, device_id)
-        return seen, slots
+            cursor.execute(*_seen_and_slots_query(user_id, op_ids, keys))
+            return _seen_and_slots_from(cursor.fetchall())
+    seen: dict[str, dict] = {}
+    slots: dict[str, _Slot] = {}
     for op_id, version in Change.objects.filter(user_id=user_id, op_id__in=op_ids).values_list("op_id", "version"):
         seen[op_id] = {"op_id": op_id, "status": DUPLICATE, "version": version}
     for entry in Entry.objects.filter(user_id=user_id, key__in=keys):
@@ -437,16 +461,17 @@ def _write_batch(*, user_id, device_id: str, batch: _Batch, slots: dict[str, _Sl
     state.save()
 
 
-def _run_locked(*, user, build_ops, device_id: str) -> tuple[_State, _Batch, Any]:
+def _run_locked(*, user, build_ops, device_id: str, read_after=None) -> tuple[_State, _Batch, Any]:
     """Lock the user's row, build the ops (a callable given the state), apply, check quota, write, publish.
 
-    `build_ops(state, now, limits) -> (ops, seen, slots, extra)` loads what it needs itself.
+    `build_ops(state, now, limits) -> (ops, seen, slots, extra)` loads what it needs itself, or takes it
+    from `state.read_rows` (`read_after` is passed to _lock_state).
     """
     limits = get_limits(user=user)
     published = False
     try:
         with transaction.atomic():
-            state = _lock_state(user.id)
+            state = _lock_state(user.id, read_after=read_after)
             now = timezone.now()
             ops, seen, slots, extra = build_ops(state, now, limits)
             batch = _apply_ops(
@@ -474,16 +499,21 @@ def push_changes(*, user, device_id: str, ops: list[Op]) -> dict:
     # Looked up before the lock: a known device (the usual case) adds no round trip to the lock's hold.
     device_known = device_id in _known_devices(user.id)
 
+    op_ids, keys = [op.op_id for op in ops], list({op.key for op in ops})
+    # On PostgreSQL the ops' history and entries are read in the lock's own round trip.
+    read_after = _seen_and_slots_query(user.id, op_ids, keys) if _is_postgres() else None
+
     def build(state, now, limits):
         if not device_known:
             _register_device_for_push(user_id=user.id, device_id=device_id, limits=limits, now=now)
         if state.created:
             return ops, {}, {}, None
-        seen, slots = _load_seen_and_slots(user.id, [op.op_id for op in ops], list({op.key for op in ops}))
-        return ops, seen, slots, None
+        if state.read_rows is not None:
+            return ops, *_seen_and_slots_from(state.read_rows), None
+        return ops, *_load_seen_and_slots(user.id, op_ids, keys), None
 
     try:
-        _, batch, _ = _run_locked(user=user, build_ops=build, device_id=device_id)
+        _, batch, _ = _run_locked(user=user, build_ops=build, device_id=device_id, read_after=read_after)
     except DomainError as error:
         SYNC_PUSHES.labels(outcome=error.code).inc()
         raise

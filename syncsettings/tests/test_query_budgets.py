@@ -61,6 +61,13 @@ def test_push_stays_within_six_queries_whatever_its_op_count(warm, django_assert
     assert response.status_code == 200 and len(response.json()["results"]) == count
 
 
+def test_a_push_from_a_known_device_locks_and_reads_in_one_round_trip(warm, django_assert_num_queries):
+    # 16 devices of one user queue on that lock: lock + read in one batch, then the write, then COMMIT.
+    with django_assert_num_queries(4) as captured:
+        assert warm.push("laptop", [make_op(f"k{i}", i, counter=2) for i in range(5)]).status_code == 200
+    assert [query["sql"].split()[0] for query in captured.captured_queries] == ["BEGIN", "SET", "WITH", "COMMIT"]
+
+
 def test_first_push_of_a_new_user_and_device_stays_within_six_queries(sync, django_assert_max_num_queries):
     sync.settings()  # warms the session state cache: auth is not part of the push budget
     with django_assert_max_num_queries(6):
