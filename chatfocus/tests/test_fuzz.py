@@ -32,7 +32,7 @@ seed_event_registry = importlib.import_module("analytics.migrations.0002_seed_ev
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 # Fuzzing phase examples per operation; the coverage phase adds its own deterministic cases on top.
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", 20))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", 15))
 
 CONFIG = schemathesis.Config.from_dict(
     {
