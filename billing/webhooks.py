@@ -16,12 +16,13 @@
 
 import json
 import logging
+import re
 import traceback
 from datetime import UTC, datetime
 
 import stripe
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from billing import services
@@ -32,6 +33,9 @@ from chatfocus.metrics import WEBHOOK_EVENTS
 logger = logging.getLogger(__name__)
 
 SOURCE = TierChange.Source.WEBHOOK
+EVENT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+EVENT_TYPE = re.compile(r"[A-Za-z0-9_.]{1,255}")
+MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class SignatureInvalid(DomainError):
@@ -63,26 +67,39 @@ def receive_webhook(*, payload: bytes, signature: str | None) -> str:
         raise
     try:
         event = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         event = None
-    if not (
-        isinstance(event, dict)
-        and event.get("object") == "event"
-        and isinstance(event.get("id"), str)
-        and isinstance(event.get("type"), str)
-        and isinstance((event.get("data") or {}).get("object"), dict)
-    ):
+    if not _is_stripe_event(event):
         raise ValidationFailed("The body is not a Stripe event.")
-    WebhookEvent.objects.get_or_create(
-        id=event["id"],
-        defaults={
-            "type": event["type"],
-            "livemode": bool(event.get("livemode")),
-            "stripe_created": datetime.fromtimestamp(event["created"], tz=UTC) if event.get("created") else None,
-            "payload": event,
-        },
-    )
+    try:
+        WebhookEvent.objects.get_or_create(
+            id=event["id"],
+            defaults={
+                "type": event["type"],
+                "livemode": bool(event.get("livemode")),
+                "stripe_created": datetime.fromtimestamp(event["created"], tz=UTC) if event.get("created") else None,
+                "payload": event,
+            },
+        )
+    except DataError as error:  # jsonb refuses U+0000 and unpaired surrogates, which JSON allows
+        raise ValidationFailed("The body is not a Stripe event.") from error
     return process_event(event_id=event["id"])
+
+
+def _is_stripe_event(event) -> bool:
+    """The envelope of every Stripe event, with an id, type and creation time the event log can store."""
+    if not isinstance(event, dict) or event.get("object") != "event":
+        return False
+    data, created = event.get("data"), event.get("created")
+    return (
+        isinstance(event.get("id"), str)
+        and EVENT_ID.fullmatch(event["id"]) is not None
+        and isinstance(event.get("type"), str)
+        and EVENT_TYPE.fullmatch(event["type"]) is not None
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
+        and (created is None or (type(created) is int and 0 <= created <= MAX_CREATED))
+    )
 
 
 def process_event(*, event_id: str) -> str:

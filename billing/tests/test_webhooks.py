@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 
@@ -84,6 +85,36 @@ def test_signed_body_that_is_not_an_event_is_400(api_client, stripe_fake):
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_error"
+
+
+def envelope(**fields) -> dict:
+    return {"object": "event", "id": "evt_probe", "type": "customer.updated", "data": {"object": {}}, **fields}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(json.dumps(envelope(data=[1])).encode(), id="data-not-an-object"),
+        pytest.param(json.dumps(envelope(id="evt_" + "x" * 300)).encode(), id="id-too-long"),
+        pytest.param(json.dumps(envelope(id="evt_\u0000")).encode(), id="nul-in-id"),
+        pytest.param(json.dumps(envelope(type="t" * 300)).encode(), id="type-too-long"),
+        pytest.param(json.dumps(envelope(created="soon")).encode(), id="created-not-a-timestamp"),
+        pytest.param(json.dumps(envelope(data={"object": {"name": "nul\u0000"}})).encode(), id="nul-in-payload"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-too-deeply"),
+    ],
+)
+def test_signed_body_with_a_malformed_envelope_is_400_and_nothing_stored(api_client, stripe_fake, payload):
+    # Each of these was a 500 (AttributeError, DataError, TypeError, RecursionError) before the envelope check.
+    response = api_client.generic(
+        "POST",
+        "/api/subscriptions/webhook",
+        payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(payload, "whsec_chatfocus_test_secret"),
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
+    assert not WebhookEvent.objects.exists()
 
 
 def test_unknown_type_is_200_and_ignored(api_client, stripe_fake):
