@@ -20,6 +20,7 @@ import uuid
 import pytest
 from django.conf import settings
 from django.db import connection
+from redis.connection import parse_url
 
 from accounts.services import issue_session_tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -148,12 +149,12 @@ def wait_until_serving(server: Server, seconds=30):
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, tmp_path_factory):
+def server(django_db_setup, tmp_path_factory):
     """gunicorn (shipped config, one worker, Celery not eager as in production) behind DB and Redis proxies."""
     database = connection.settings_dict
     db_proxy = TcpProxy(port=DB_PROXY_PORT, target=(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
-    redis_host, redis_port, redis_db = parse_redis_url(settings.REDIS_URL)
-    redis_proxy = TcpProxy(port=REDIS_PROXY_PORT, target=(redis_host, redis_port))
+    redis = parse_url(settings.REDIS_URL)
+    redis_proxy = TcpProxy(port=REDIS_PROXY_PORT, target=(redis.get("host", "127.0.0.1"), redis.get("port", 6379)))
     db_proxy.start()
     redis_proxy.start()
     log_path = tmp_path_factory.mktemp("faults") / "gunicorn.log"
@@ -163,7 +164,7 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
             f"postgres://{database['USER']}@127.0.0.1:{DB_PROXY_PORT}/{database['NAME']}"
             f"?application_name={SERVER_APPLICATION_NAME}"
         ),
-        REDIS_URL=f"redis://127.0.0.1:{REDIS_PROXY_PORT}/{redis_db}",
+        REDIS_URL=f"redis://127.0.0.1:{REDIS_PROXY_PORT}/{redis.get('db', 0)}",
         CELERY_TASK_ALWAYS_EAGER="0",
         WEB_CONCURRENCY="1",
         LOG_LEVEL="WARNING",
@@ -192,13 +193,6 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
         for proxy in (db_proxy, redis_proxy):
             if proxy.listener.fileno() != -1:
                 proxy.cut()
-
-
-def parse_redis_url(url: str) -> tuple[str, int, int]:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    return parsed.hostname or "127.0.0.1", parsed.port or 6379, int((parsed.path or "/0").strip("/") or 0)
 
 
 @pytest.fixture
