@@ -26,6 +26,11 @@ def nice_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
+def autogroup_of(pid: int) -> str:
+    # "/autogroup-<id> nice <n>": the CPU group of the process's session (Linux with autogroups).
+    return Path(f"/proc/{pid}/autogroup").read_text().strip()
+
+
 def worker_pids(master: subprocess.Popen) -> list[int]:
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
     return [int(pid) for pid in children]
@@ -45,9 +50,12 @@ def test_login_pool_workers_run_at_lower_cpu_priority_than_web_workers(tmp_path)
     try:
         wait_until_serving(WEB_PORT, web)
         wait_until_serving(LOGIN_PORT, login)
-        base = nice_of(os.getpid())
-        assert [nice_of(pid) for pid in worker_pids(web)] == [base]
-        assert [nice_of(pid) for pid in worker_pids(login)] == [19]
+        (web_worker,), (login_worker,) = worker_pids(web), worker_pids(login)
+        assert nice_of(web_worker) == nice_of(os.getpid())
+        assert nice_of(login_worker) == 19
+        # Nice only ranks processes within one CPU group: the login worker has a group of its own, at nice 19.
+        assert autogroup_of(login_worker).endswith(" nice 19")
+        assert autogroup_of(login_worker).split()[0] != autogroup_of(web_worker).split()[0]
     finally:
         stop(web)
         stop(login)
