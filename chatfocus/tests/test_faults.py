@@ -499,20 +499,23 @@ def test_stripe_unreachable_billing_actions_are_502_with_no_local_change_and_ent
     # Refused connections fail the same with or without retries; skipping them keeps this test fast.
     monkeypatch.setattr(stripe_gateway, "MAX_NETWORK_RETRIES", 0)
 
-    client = auth_client()
+    client, newcomer, leaving = auth_client(), auth_client(), auth_client()
     subscribe(stripe_fake, client.user, "pro")
-    newcomer = auth_client()
-    before = billing_snapshot(client.user), billing_snapshot(newcomer.user)
+    subscribe(stripe_fake, leaving.user, "pro")
+    assert leaving.delete("/api/subscriptions").json()["cancel_at_period_end"] is True
+    users = (client.user, newcomer.user, leaving.user)
+    before = [billing_snapshot(user) for user in users]
     stripe_unreachable.cut()
 
     responses = [getattr(client, method)(path, body, format="json") for method, path, body in PAID_ACTIONS]
     responses.append(newcomer.post("/api/subscriptions", {"tier": "pro", "interval": "month"}, format="json"))
+    responses.append(leaving.put("/api/subscriptions", {"resume": True}, format="json"))
     responses.append(client.delete("/api/users/me", {"password": DEFAULT_PASSWORD}, format="json"))
     for response in responses:
         assert response.status_code == 502, response.content
         assert response.json()["error"]["code"] == "upstream_error"
-    assert (billing_snapshot(client.user), billing_snapshot(newcomer.user)) == before
-    assert client.get("/api/users/me").status_code == 200  # the account was not deleted
+    assert [billing_snapshot(user) for user in users] == before
+    assert type(client.user).objects.filter(pk=client.user.pk).exists()  # the account was not deleted
 
     entitlements = client.get("/api/subscriptions")
     assert (entitlements.status_code, entitlements.json()["tier"]) == (200, "pro")
