@@ -86,7 +86,7 @@ def create_database() -> None:
 @dataclass
 class Fixtures:
     reader_tokens: list[str] = field(default_factory=list)
-    pusher_token: str = ""
+    pusher_tokens: list[str] = field(default_factory=list)
     push_devices: list[str] = field(default_factory=list)
     login_emails: list[str] = field(default_factory=list)
 
@@ -138,8 +138,11 @@ def prepare() -> Fixtures:
     billing.grant_comp_tier(
         user_id=pusher.id, tier="premium", until=datetime.now(UTC) + timedelta(days=365), granted_by=None
     )
-    fixtures.pusher_token = accounts.issue_session_tokens(user=pusher, device_name="bench")[0]
+    # One session per device, as each browser logs in on its own; wrk.lua pairs token i with device i.
     fixtures.push_devices = [f"bench-device-{index}" for index in range(PUSH_DEVICES)]
+    fixtures.pusher_tokens = [
+        accounts.issue_session_tokens(user=pusher, device_name=device)[0] for device in fixtures.push_devices
+    ]
 
     # One real hash at the production cost (BCryptSHA256, 12 rounds), shared by the login users.
     password_hash = make_password(LOGIN_PASSWORD)
@@ -316,7 +319,7 @@ def scenarios(fixtures: Fixtures) -> list[Scenario]:
                 "sync push (16 devices)",
                 "POST",
                 ["/api/sync/push"],
-                [fixtures.pusher_token],
+                fixtures.pusher_tokens,
                 connections=PUSH_DEVICES,
                 extra={"body": "push", "devices": fixtures.push_devices, "ops_per_push": 5, "keys_per_device": 20},
             ),
@@ -379,6 +382,42 @@ def machine_facts() -> str:
     return f"{os.cpu_count()} CPUs ({model}), load average before the run {load[0]:.2f}"
 
 
+def combined(results: list[Result]) -> Result:
+    """Several runs of one load as one: throughput over the total time, latency percentiles averaged."""
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, count in result.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    return Result(
+        requests=sum(r.requests for r in results),
+        seconds=sum(r.seconds for r in results),
+        p50_ms=sum(r.p50_ms for r in results) / len(results),
+        p99_ms=sum(r.p99_ms for r in results) / len(results),
+        statuses=statuses,
+        errors=sum(r.errors for r in results),
+    )
+
+
+def table_row(scenario: Scenario, result: Result, baseline: Result) -> tuple[list[str], bool]:
+    ratio = result.rps / baseline.rps if baseline.rps else None
+    met = result.errors == 0
+    if scenario.min_ratio is not None:
+        met = met and ratio is not None and ratio >= scenario.min_ratio
+    if scenario.max_p99_ms is not None:
+        met = met and result.p99_ms <= scenario.max_p99_ms
+    goal = scenario.goal + ", 0 errors" * (scenario.goal != "0 errors")
+    return [
+        scenario.load.name,
+        f"{result.rps:.0f}",
+        f"{result.p50_ms:.1f}",
+        f"{result.p99_ms:.1f}",
+        str(result.errors),
+        ratio_text(ratio),
+        goal,
+        "yes" if met else "NO",
+    ], met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -391,13 +430,13 @@ def main() -> int:
         "--warmup",
         type=float,
         default=float(os.environ.get("BENCH_WARMUP", "1")),
-        help="unmeasured seconds before each scenario (env BENCH_WARMUP, default 1)",
+        help="unmeasured seconds before each run (env BENCH_WARMUP, default 1)",
     )
     parser.add_argument(
         "--only",
         nargs="*",
         default=None,
-        help="scenario names (substrings) to run besides the baseline; skips the extra runs",
+        help="scenario names (substrings) to run besides the baseline; skips the comparison runs",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -406,73 +445,60 @@ def main() -> int:
     facts = machine_facts()
     create_database()
     fixtures = prepare()
+    selected = scenarios(fixtures)
+    if args.only is not None:
+        selected = [s for s in selected if s.load.name == "baseline" or any(o in s.load.name for o in args.only)]
+
+    def run(load: Load, port: int = PORT, seconds: float = args.seconds) -> Result:
+        print(f"Running {load.name} on :{port} for {seconds:g} s...", flush=True)
+        return measure(load, port=port, seconds=seconds, warmup=args.warmup)
 
     servers = []
     try:
-        web = Server("web", PORT)
-        login_pool = Server("login", PORT + 1, GUNICORN_POOL="login")
+        # The servers that wait while another is measured only sleep in accept().
+        web, login_pool = Server("web", PORT), Server("login", PORT + 1, GUNICORN_POOL="login")
         servers += [web, login_pool]
-        web.wait_ready()
-        login_pool.wait_ready()
+        if args.only is None:
+            servers.append(Server("conn-max-age-0", PORT + 2, CONN_MAX_AGE="0"))
+        for server in servers:
+            server.wait_ready()
 
-        results: dict[str, Result] = {}
+        # The baseline runs first and last: the ratios use both, so a drift in machine load evens out.
+        first_baseline = run(selected[0].load)
+        results = {scenario.load.name: run(scenario.load) for scenario in selected[1:]}
+        baseline = combined([first_baseline, run(selected[0].load)])
+        results = {"baseline": baseline, **results}
         table, missed = [], []
-        selected = scenarios(fixtures)
-        if args.only is not None:
-            selected = [s for s in selected if s.load.name == "baseline" or any(o in s.load.name for o in args.only)]
         for scenario in selected:
-            print(f"Running {scenario.load.name} for {args.seconds:g} s...", flush=True)
-            result = measure(scenario.load, port=PORT, seconds=args.seconds, warmup=args.warmup)
-            results[scenario.load.name] = result
-            ratio = result.rps / results["baseline"].rps if results["baseline"].rps else None
-            met = result.errors == 0
-            if scenario.min_ratio is not None:
-                met = met and ratio is not None and ratio >= scenario.min_ratio
-            if scenario.max_p99_ms is not None:
-                met = met and result.p99_ms <= scenario.max_p99_ms
+            row, met = table_row(scenario, results[scenario.load.name], baseline)
+            table.append(row)
             if not met:
                 missed.append(scenario.load.name)
-            table.append(
-                [
-                    scenario.load.name,
-                    f"{result.rps:.0f}",
-                    f"{result.p50_ms:.1f}",
-                    f"{result.p99_ms:.1f}",
-                    str(result.errors),
-                    ratio_text(ratio),
-                    scenario.goal + ", 0 errors" * (scenario.goal != "0 errors"),
-                    "yes" if met else "NO",
-                ]
-            )
 
         extra_lines = []
         if args.only is None:
-            # Persistent connections: the same DB-bound read on a server that connects per request.
-            read = next(s.load for s in scenarios(fixtures) if s.load.name.endswith("changes"))
-            print("Running the CONN_MAX_AGE=0 comparison...", flush=True)
-            per_request = Server("conn-max-age-0", PORT + 2, CONN_MAX_AGE="0")
-            servers.append(per_request)
-            web.stop()  # one server at a time: they share the two cores
-            per_request.wait_ready()
-            unpooled = measure(read, port=PORT + 2, seconds=args.seconds, warmup=args.warmup)
-            per_request.stop()
-            pooled = results[read.name]
+            half = max(1.0, args.seconds / 2)
+            # Each comparison runs A B B A in halves, so a drift in machine load weighs on both sides alike.
+            read = next(s.load for s in selected if s.load.name.endswith("changes"))
+            pooled_runs = [run(read, PORT, half)]
+            per_request_runs = [run(read, PORT + 2, half), run(read, PORT + 2, half)]
+            pooled_runs.append(run(read, PORT, half))
+            pooled, per_request = combined(pooled_runs), combined(per_request_runs)
             extra_lines.append(
                 f"Persistent connections ({read.name}): CONN_MAX_AGE=60 {pooled.rps:.0f} req/s, "
-                f"CONN_MAX_AGE=0 {unpooled.rps:.0f} req/s ({unpooled.errors} errors): "
-                f"persistent is {pooled.rps / unpooled.rps:.2f}× the throughput."
+                f"CONN_MAX_AGE=0 {per_request.rps:.0f} req/s ({per_request.errors} errors): persistent is "
+                f"{pooled.rps / per_request.rps:.2f}× the throughput."
             )
 
-            print("Running sync pulls without and with 5 concurrent logins...", flush=True)
-            web = Server("web-again", PORT)
-            servers.append(web)
-            web.wait_ready()
-            pull = next(s.load for s in scenarios(fixtures) if s.load.name == "sync pull idle")
-            alone = measure(pull, port=PORT, seconds=args.seconds, warmup=args.warmup)
-            logins = login_load(fixtures).start(port=PORT + 1, seconds=args.seconds + args.warmup + 2)
+            pull = next(s.load for s in selected if s.load.name == "sync pull idle")
+            alone_runs = [run(pull, PORT, half)]
+            print("Starting 5 concurrent logins on the login pool...", flush=True)
+            logins = login_load(fixtures).start(port=PORT + 1, seconds=2 * (half + args.warmup) + 3)
             time.sleep(1)  # logins under way before the measured pulls start
-            with_logins = measure(pull, port=PORT, seconds=args.seconds, warmup=args.warmup)
+            with_runs = [run(pull, PORT, half), run(pull, PORT, half)]
             login_result = finish(logins)
+            alone_runs.append(run(pull, PORT, half))
+            alone, with_logins = combined(alone_runs), combined(with_runs)
             increase = with_logins.p99_ms / alone.p99_ms if alone.p99_ms else float("inf")
             met = increase <= 1.2 and alone.errors == 0 and with_logins.errors == 0 and login_result.errors == 0
             if not met:
@@ -489,6 +515,7 @@ def main() -> int:
             server.stop()
 
     print()
+    facts += f", after it {os.getloadavg()[0]:.2f}"
     print(f"Machine: {facts}; {args.seconds:g} s per scenario, 16 connections, gunicorn.conf.py defaults.")
     print_table(table)
     for line in extra_lines:
