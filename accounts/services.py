@@ -149,11 +149,13 @@ def forget_profile(*, user_id) -> None:
     """Invalidate the cached profile: now, and again once the transaction commits.
 
     Called on every write of the rows a profile shows (accounts/signals.py). The second bump covers a
-    reader that loaded the old rows between the first bump and the commit.
+    reader that loaded the old rows between the first bump and the commit. The entry is deleted too:
+    the cache backend makes up for a delete that Redis missed during an outage, not for a missed bump.
     """
-    version_key = PROFILE_VERSION_KEY.format(user_id=user_id)
+    key, version_key = PROFILE_CACHE_KEY.format(user_id=user_id), PROFILE_VERSION_KEY.format(user_id=user_id)
 
     def bump():
+        cache.delete(key)
         cache.add(version_key, 0, timeout=PROFILE_VERSION_SECONDS)
         cache.incr(version_key)
 
