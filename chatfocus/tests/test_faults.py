@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from redis.connection import parse_url
 
+from accounts.models import Session
 from accounts.services import issue_session_tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from chatfocus.tests.test_project import ROOT
@@ -417,6 +418,14 @@ def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_
     assert server.request("POST", "/api/auth/forgot-password", {"email": user.email})[0] == 202
     assert redis.llen("celery") == 1  # Celery is not eager here: the email task went to the broker
 
+    # Warm the caches the outage will make stale: the sync version and the session's state.
+    assert server.push(token, [set_op("before", 1)])[0] == 200
+    status, _, body = server.request("GET", "/api/sync/pull?since=0", token=token)
+    version_before_outage = body["version"]
+    _, revoked_token = new_token(user)
+    revoked_session = Session.objects.filter(user=user).order_by("-created_at").first()
+    assert server.request("GET", "/api/users/me", token=revoked_token)[0] == 200
+
     log_start = len(server.log())
     server.redis_proxy.cut()
     status, _, body = server.request("POST", "/api/auth/login", {"email": user.email, "password": DEFAULT_PASSWORD})
@@ -424,7 +433,7 @@ def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_
     assert server.request("GET", "/api/users/me", token=body["access"])[0] == 200
     assert server.request("GET", "/api/users/me", token=token)[0] == 200
     assert server.push(token, [set_op("theme", "dark")])[0] == 200
-    status, _, body = server.request("GET", "/api/sync/pull?since=0", token=token)
+    status, _, body = server.request("GET", f"/api/sync/pull?since={version_before_outage}", token=token)
     assert (status, [change["key"] for change in body["changes"]]) == (200, ["theme"])
     assert server.request("GET", "/api/subscriptions", token=token)[0] == 200
     # The broker is down too: the reset email is sent from the web process instead of being lost.
@@ -437,8 +446,14 @@ def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_
     assert not [r for r in records if r.get("status_code", 0) >= 500 and r["status_code"] != 503]
     assert {"chatfocus.cache", "chatfocus.emails"} <= {r["logger"] for r in records if r["level"] == "WARNING"}
 
+    assert server.request("DELETE", f"/api/auth/sessions/{revoked_session.id}", token=token)[0] == 204
+
     server.redis_proxy.restore()
     assert server.request("GET", "/readyz")[0] == 200
+    # Redis kept its pre-outage entries; the invalidations lost meanwhile are replayed, so nothing stale is served.
+    status, _, body = server.request("GET", f"/api/sync/pull?since={version_before_outage}", token=token)
+    assert (status, [change["key"] for change in body["changes"]]) == (200, ["theme"])
+    assert server.request("GET", "/api/users/me", token=revoked_token)[0] == 401
     # Rate limits count again once Redis is back (forgot_email: 3 an hour per address).
     statuses = [server.request("POST", "/api/auth/forgot-password", {"email": "x@example.com"})[0] for _ in range(4)]
     assert statuses == [202, 202, 202, 429]
