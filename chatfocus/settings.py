@@ -106,7 +106,7 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "chatfocus.cache.InvalidationRetryingRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cf",
             "OPTIONS": {
