@@ -28,7 +28,9 @@ class ErrorSerializer(serializers.Serializer):
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid input (`validation_error`, `malformed_json`, `clock_drift`, `signature_invalid`).",
-    401: "Missing or invalid credentials (`not_authenticated`, `token_invalid`, `token_reused`, `invalid_credentials`).",
+    401: (
+        "Missing or invalid credentials (`not_authenticated`, `token_invalid`, `token_reused`, `invalid_credentials`)."
+    ),
     403: "`permission_denied`.",
     404: "`not_found`.",
     405: "`method_not_allowed`.",
@@ -137,9 +139,7 @@ class ReadinessView(APIView):
     @extend_schema(
         operation_id="readyz",
         responses={
-            200: inline_serializer(
-                "Readiness", {"status": serializers.CharField(), "checks": serializers.DictField()}
-            ),
+            200: inline_serializer("Readiness", {"status": serializers.CharField(), "checks": serializers.DictField()}),
             **error_responses(503),
         },
         tags=["health"],

@@ -8,9 +8,7 @@ from django.core.checks import Info, Tags, Warning, register
 def check_security_settings(app_configs, **kwargs):
     issues = []
     if not settings.JWT_SECRET:
-        issues.append(
-            Warning("JWT_SECRET is not set; access tokens are signed with SECRET_KEY.", id="chatfocus.W001")
-        )
+        issues.append(Warning("JWT_SECRET is not set; access tokens are signed with SECRET_KEY.", id="chatfocus.W001"))
     elif settings.JWT_SECRET == settings.SECRET_KEY or len(settings.JWT_SECRET) < 32:
         issues.append(
             Warning("JWT_SECRET must be at least 32 characters and differ from SECRET_KEY.", id="chatfocus.W002")

@@ -58,7 +58,9 @@ def test_unsupported_content_type_is_415(client):
 
 def test_body_over_global_limit_is_413_before_reading(client):
     body = json.dumps({"blob": "x" * (1024 * 1024)})
-    error = assert_error_shape(client.post("/api/test/echo", data=body, content_type="application/json"), 413, "payload_too_large")
+    error = assert_error_shape(
+        client.post("/api/test/echo", data=body, content_type="application/json"), 413, "payload_too_large"
+    )
     assert error["details"]["limit_bytes"] == 1024 * 1024
 
 

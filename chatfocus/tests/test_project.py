@@ -21,7 +21,9 @@ PROD_ENV = {
 
 
 def run_manage(*args, env_overrides):
-    env = {k: v for k, v in os.environ.items() if k not in {"SECURE_SSL_REDIRECT", "STRIPE_API_HOST", "STATIC_MANIFEST"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"SECURE_SSL_REDIRECT", "STRIPE_API_HOST", "STATIC_MANIFEST"}
+    }
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -94,12 +96,14 @@ def test_seed_is_idempotent(capsys):
 def test_jwt_lifetimes_accept_the_seed_formats():
     from datetime import timedelta
 
+    from django.core.exceptions import ImproperlyConfigured
+
     from chatfocus.settings import parse_duration
 
     assert parse_duration("15m") == timedelta(minutes=15)
     assert parse_duration("7d") == timedelta(days=7)
     assert parse_duration("3600") == timedelta(seconds=3600)
-    with pytest.raises(Exception):
+    with pytest.raises(ImproperlyConfigured, match="Invalid duration"):
         parse_duration("soon")
 
 
