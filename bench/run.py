@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,14 @@ def prepare() -> Fixtures:
 
 
 # --- Servers -----------------------------------------------------------------------------------
+
+
+def check_ports_free(ports) -> None:
+    """Another server on a bench port would answer the readiness check in the bench server's place."""
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"Port {port} is already in use: stop that server or set BENCH_PORT.")
 
 
 class Server:
@@ -441,6 +450,7 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk (make bench installs it when run as root).")
+    check_ports_free([PORT, PORT + 1, PORT + 2])
     RESULTS.mkdir(parents=True, exist_ok=True)
     facts = machine_facts()
     create_database()
