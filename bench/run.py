@@ -325,7 +325,7 @@ def scenarios(fixtures: Fixtures) -> list[Scenario]:
         ),
         Scenario(
             Load(
-                "sync push (16 devices)",
+                "sync push (16 devices of 1 user)",
                 "POST",
                 ["/api/sync/push"],
                 fixtures.pusher_tokens,
