@@ -17,8 +17,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 if POOL == "login":
     bind = f"0.0.0.0:{os.environ.get('LOGIN_PORT', '8001')}"
-    # One bcrypt check keeps a core busy: more workers than cores only queue inside the kernel.
-    workers = int(os.environ.get("LOGIN_CONCURRENCY", multiprocessing.cpu_count()))
+    # One bcrypt check keeps a core busy. Half the cores at most: even at nice 19 a running check
+    # finishes its time slice before a waking web worker gets the core, so the web pool keeps cores
+    # that never run one.
+    workers = int(os.environ.get("LOGIN_CONCURRENCY", max(1, multiprocessing.cpu_count() // 2)))
     # A deprioritised worker may wait for CPU while the web pool is saturated.
     timeout = max(timeout, 60)
 graceful_timeout = 30
