@@ -109,19 +109,20 @@ def is_email_verified(*, user) -> bool:
 def get_profile(*, user) -> dict:
     """What `GET /api/users/me` shows: the account, its locale/timezone, tier and login methods.
 
-    A hot read, served from the cache: one round trip for the entry and the version it must carry
+    A hot read, served from the cache: one round trip for the entry, the version it must carry
     (forget_profile bumps the version on every write, so an entry loaded before a write is never
-    taken as current). The tier is not cached here: billing caches it and it also changes with time.
+    taken as current) and billing's entitlements. The tier is not cached with the profile: billing
+    caches its state itself, and the tier also changes with time.
     """
-    from billing.services import get_entitlements
+    from billing.services import entitlements_cache_keys, get_entitlements
 
     key, version_key = PROFILE_CACHE_KEY.format(user_id=user.id), PROFILE_VERSION_KEY.format(user_id=user.id)
-    cached = cache.get_many([key, version_key])
+    cached = cache.get_many([key, version_key, *entitlements_cache_keys(user_id=user.id)])
     version, entry = cached.get(version_key, 0), cached.get(key)
     if entry is None or entry[0] != version:
         entry = (version, _load_profile(user_id=user.id))
         cache.set(key, entry, PROFILE_CACHE_SECONDS)
-    return {**entry[1], "tier": get_entitlements(user=user).tier}
+    return {**entry[1], "tier": get_entitlements(user=user, prefetched=cached).tier}
 
 
 def _load_profile(*, user_id) -> dict:

@@ -87,9 +87,9 @@ def account_state(account: BillingAccount | None) -> dict:
     return {name: getattr(account, name) for name in ACCOUNT_FIELDS}
 
 
-def _cached_state(user_id) -> dict:
+def _cached_state(user_id, prefetched: dict | None = None) -> dict:
     key = ACCOUNT_CACHE_KEY.format(user_id=user_id)
-    state = cache.get(key)
+    state = prefetched.get(key) if prefetched is not None else cache.get(key)
     if state is None:
         state = account_state(BillingAccount.objects.filter(user_id=user_id).first())
         cache.set(key, state, ACCOUNT_CACHE_SECONDS)
@@ -128,9 +128,18 @@ def entitlements_from_state(state: dict, *, now: datetime | None = None) -> Enti
     )
 
 
-def get_entitlements(*, user) -> Entitlements:
-    """What the user may do now: at most one query (none when cached), no Stripe call. Uses only `user.id`."""
-    return entitlements_from_state(_cached_state(user.id))
+def get_entitlements(*, user, prefetched: dict | None = None) -> Entitlements:
+    """What the user may do now: at most one query (none when cached), no Stripe call. Uses only `user.id`.
+
+    `prefetched`: what a caller's own `cache.get_many` returned for entitlements_cache_keys among its
+    keys, so a hot path reads its cache and the entitlements in one round trip.
+    """
+    return entitlements_from_state(_cached_state(user.id, prefetched))
+
+
+def entitlements_cache_keys(*, user_id) -> list[str]:
+    """The cache keys get_entitlements reads (see its `prefetched`)."""
+    return [ACCOUNT_CACHE_KEY.format(user_id=user_id)]
 
 
 def has_live_subscription(state: dict) -> bool:

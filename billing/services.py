@@ -22,6 +22,7 @@ from billing.selectors import (
     Entitlements,
     account_state,
     count_paid_conversions_by_day,
+    entitlements_cache_keys,
     filter_users_by_tier,
     find_price_id,
     forget_cached_state,
@@ -37,6 +38,7 @@ from chatfocus.exceptions import Conflict, NotFound, ServiceUnavailable, Upstrea
 __all__ = [
     "Entitlements",
     "get_entitlements",
+    "entitlements_cache_keys",
     "list_plans",
     "count_paid_conversions_by_day",
     "filter_users_by_tier",

@@ -81,9 +81,9 @@ class UserRef:
         return self.id
 
 
-def get_limits(*, user):
-    """The user's tier limits, from billing (never from billing's tables)."""
-    return billing_services.get_entitlements(user=user).limits
+def get_limits(*, user, prefetched: dict | None = None):
+    """The user's tier limits, from billing (never from billing's tables); see get_entitlements' `prefetched`."""
+    return billing_services.get_entitlements(user=user, prefetched=prefetched).limits
 
 
 # --- Cache of (version, pruned_version) ------------------------------------------------------
@@ -461,13 +461,15 @@ def _write_batch(*, user_id, device_id: str, batch: _Batch, slots: dict[str, _Sl
     state.save()
 
 
-def _run_locked(*, user, build_ops, device_id: str, read_after=None) -> tuple[_State, _Batch, Any]:
+def _run_locked(
+    *, user, build_ops, device_id: str, read_after=None, prefetched: dict | None = None
+) -> tuple[_State, _Batch, Any]:
     """Lock the user's row, build the ops (a callable given the state), apply, check quota, write, publish.
 
     `build_ops(state, now, limits) -> (ops, seen, slots, extra)` loads what it needs itself, or takes it
     from `state.read_rows` (`read_after` is passed to _lock_state).
     """
-    limits = get_limits(user=user)
+    limits = get_limits(user=user, prefetched=prefetched)
     published = False
     try:
         with transaction.atomic():
@@ -496,8 +498,10 @@ def _run_locked(*, user, build_ops, device_id: str, read_after=None) -> tuple[_S
 def push_changes(*, user, device_id: str, ops: list[Op]) -> dict:
     """Apply a validated batch of ops from one device: {version, server_time, results} (results in op order)."""
 
-    # Looked up before the lock: a known device (the usual case) adds no round trip to the lock's hold.
-    device_known = device_id in _known_devices(user.id)
+    # Looked up before the lock, with the tier limits in one round trip: a known device (the usual
+    # case) adds nothing to the lock's hold.
+    cached = cache.get_many([_devices_key(user.id), *billing_services.entitlements_cache_keys(user_id=user.id)])
+    device_known = device_id in (cached.get(_devices_key(user.id)) or frozenset())
 
     op_ids, keys = [op.op_id for op in ops], list({op.key for op in ops})
     # On PostgreSQL the ops' history and entries are read in the lock's own round trip.
@@ -513,7 +517,9 @@ def push_changes(*, user, device_id: str, ops: list[Op]) -> dict:
         return ops, *_load_seen_and_slots(user.id, op_ids, keys), None
 
     try:
-        _, batch, _ = _run_locked(user=user, build_ops=build, device_id=device_id, read_after=read_after)
+        _, batch, _ = _run_locked(
+            user=user, build_ops=build, device_id=device_id, read_after=read_after, prefetched=cached
+        )
     except DomainError as error:
         SYNC_PUSHES.labels(outcome=error.code).inc()
         raise

@@ -7,6 +7,7 @@ from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.account.utils import user_pk_to_url_str
 from allauth.socialaccount.models import SocialAccount
+from django.core.cache import caches
 from django.utils import timezone
 
 from accounts import services
@@ -28,6 +29,27 @@ def test_a_repeated_me_is_answered_without_a_database_query(auth_client, django_
     first = me(client)
     with django_assert_num_queries(0):
         assert me(client) == first
+
+
+def test_a_repeated_me_costs_two_cache_round_trips(auth_client, monkeypatch):
+    # The session check, then the profile, its version and billing's entitlements in one batch.
+    client = auth_client()
+    me(client)
+    backend, calls = caches["default"], []
+
+    def counted(name):
+        real = getattr(backend, name)
+
+        def call(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("get", "get_many"):
+        monkeypatch.setattr(backend, name, counted(name))
+    assert me(client)["tier"] == "free"
+    assert calls == ["get", "get_many"]
 
 
 def test_patching_the_name_shows_at_once(auth_client):

@@ -18,7 +18,7 @@ def set_tier(monkeypatch):
             limits=dataclasses.replace(plan.limits, **limits),
             features=plan.features,
         )
-        monkeypatch.setattr(billing_services, "get_entitlements", lambda *, user: entitlements)
+        monkeypatch.setattr(billing_services, "get_entitlements", lambda *, user, prefetched=None: entitlements)
         return entitlements
 
     return apply
