@@ -28,7 +28,7 @@ ENTITLEMENTS_DESCRIPTION = (
 
 
 def entitlements_body(entitlements) -> dict:
-    return represent(EntitlementsSerializer, dataclasses.asdict(entitlements))
+    return represent(EntitlementsSerializer, entitlements)  # fields read the dataclass' attributes
 
 
 def etag_of(body: dict) -> str:
