@@ -58,12 +58,17 @@ def post_fork(server, worker):
 def deprioritise_login_worker():
     """Give this login worker a low CPU priority, also against processes of other sessions.
 
-    With the kernel's autogroups (the default on most distributions) the CPU is shared between
+    SCHED_IDLE on Linux: a waking web worker takes the core at once instead of after the check's time
+    slice. With the kernel's autogroups (the default on most distributions) the CPU is shared between
     sessions first and nice only ranks processes within one, so a worker also leads a session of its
     own whose autogroup gets the same low priority. Across containers or systemd units, cgroup CPU
     weights decide instead (README "Performance").
     """
     os.nice(LOGIN_NICE)
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux: nice alone applies
     try:
         os.setsid()
         with open("/proc/self/autogroup", "w") as autogroup:

@@ -53,6 +53,8 @@ def test_login_pool_workers_run_at_lower_cpu_priority_than_web_workers(tmp_path)
         (web_worker,), (login_worker,) = worker_pids(web), worker_pids(login)
         assert nice_of(web_worker) == nice_of(os.getpid())
         assert nice_of(login_worker) == 19
+        assert os.sched_getscheduler(login_worker) == os.SCHED_IDLE
+        assert os.sched_getscheduler(web_worker) == os.SCHED_OTHER
         # Nice only ranks processes within one CPU group: the login worker has a group of its own, at nice 19.
         assert autogroup_of(login_worker).endswith(" nice 19")
         assert autogroup_of(login_worker).split()[0] != autogroup_of(web_worker).split()[0]
