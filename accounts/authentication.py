@@ -29,9 +29,11 @@ class TokenUser:
     is_staff = False
     is_superuser = False
 
-    def __init__(self, *, user_id: uuid.UUID, session_id: uuid.UUID):
+    def __init__(self, *, user_id: uuid.UUID, session_id: uuid.UUID, prefetched: dict | None = None):
         self.id = user_id
         self.session_id = session_id
+        # What the view's `cache_keys_for` asked for, read with the session state (None if it asked nothing).
+        self.prefetched = prefetched
 
     @cached_property
     def pk(self) -> uuid.UUID:
@@ -49,6 +51,13 @@ class TokenUser:
 
 def _token_invalid() -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed("The token is invalid or expired.", code="token_invalid")
+
+
+def _view_cache_keys(request, user_id) -> list[str]:
+    """The cache keys the view will read for this request: `view.cache_keys_for(request, user_id=…)`, if any."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    keys_for = getattr(view, "cache_keys_for", None)
+    return keys_for(request, user_id=user_id) if keys_for is not None else []
 
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
@@ -69,27 +78,48 @@ class JWTAuthentication(SimpleJWTAuthentication):
         return token
 
     def authenticate(self, request):
+        """simplejwt's flow, with the session check reading the view's cache keys in the same round trip.
+
+        A hot endpoint (idle pull, entitlements, profile) would otherwise pay two cache round trips: the
+        session state here and its own data in the view.
+        """
+        header = self.get_header(request)
+        if header is None:
+            return None
         try:
-            result = super().authenticate(request)
+            raw_token = self.get_raw_token(header)
+            if raw_token is None:
+                return None
+            token = self.get_validated_token(raw_token)
+            user_id, session_id = self._claims(token)
+            user = self._active_user(user_id, session_id, prefetch=_view_cache_keys(request, user_id))
         except (InvalidToken, exceptions.AuthenticationFailed) as error:
             raise _token_invalid() from error
-        if result is not None:
-            bind_user_id(result[0].id)
-        return result
+        bind_user_id(user.id)
+        return user, token
 
-    def get_user(self, validated_token) -> TokenUser:
+    @staticmethod
+    def _claims(validated_token) -> tuple[uuid.UUID, uuid.UUID]:
         # Imported here: DRF loads this class while rest_framework.views loads, and accounts.sessions
         # needs chatfocus.exceptions, which imports rest_framework.views.
         from accounts import sessions
 
         try:
-            user_id = uuid.UUID(str(validated_token[api_settings.USER_ID_CLAIM]))
-            session_id = uuid.UUID(str(validated_token[sessions.SESSION_CLAIM]))
+            return (
+                uuid.UUID(str(validated_token[api_settings.USER_ID_CLAIM])),
+                uuid.UUID(str(validated_token[sessions.SESSION_CLAIM])),
+            )
         except (KeyError, ValueError) as error:
             raise _token_invalid() from error
-        if not sessions.is_session_active(session_id):
+
+    @staticmethod
+    def _active_user(user_id, session_id, *, prefetch: list[str]) -> TokenUser:
+        from accounts import sessions
+
+        prefetched = sessions.read_with_session_state(session_id, prefetch) if prefetch else None
+        if not sessions.is_session_active(session_id, prefetched=prefetched):
             raise _token_invalid()
-        return TokenUser(user_id=user_id, session_id=session_id)
+        return TokenUser(user_id=user_id, session_id=session_id, prefetched=prefetched)
 
 
 class JWTAuthenticationScheme(SimpleJWTScheme):

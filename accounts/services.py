@@ -106,18 +106,30 @@ def is_email_verified(*, user) -> bool:
     return EmailAddress.objects.filter(user_id=user.id, email__iexact=user.email, verified=True).exists()
 
 
-def get_profile(*, user) -> dict:
+def profile_cache_keys(*, user_id) -> list[str]:
+    """The cache keys get_profile reads (see its `prefetched`)."""
+    from billing.services import entitlements_cache_keys
+
+    return [
+        PROFILE_CACHE_KEY.format(user_id=user_id),
+        PROFILE_VERSION_KEY.format(user_id=user_id),
+        *entitlements_cache_keys(user_id=user_id),
+    ]
+
+
+def get_profile(*, user, prefetched: dict | None = None) -> dict:
     """What `GET /api/users/me` shows: the account, its locale/timezone, tier and login methods.
 
     A hot read, served from the cache: one round trip for the entry, the version it must carry
     (forget_profile bumps the version on every write, so an entry loaded before a write is never
     taken as current) and billing's entitlements. The tier is not cached with the profile: billing
-    caches its state itself, and the tier also changes with time.
+    caches its state itself, and the tier also changes with time. `prefetched`: what a caller's own
+    `cache.get_many` returned for profile_cache_keys (the API reads them with the session state).
     """
-    from billing.services import entitlements_cache_keys, get_entitlements
+    from billing.services import get_entitlements
 
     key, version_key = PROFILE_CACHE_KEY.format(user_id=user.id), PROFILE_VERSION_KEY.format(user_id=user.id)
-    cached = cache.get_many([key, version_key, *entitlements_cache_keys(user_id=user.id)])
+    cached = prefetched if prefetched is not None else cache.get_many(profile_cache_keys(user_id=user.id))
     version, entry = cached.get(version_key, 0), cached.get(key)
     if entry is None or entry[0] != version:
         entry = (version, _load_profile(user_id=user.id))

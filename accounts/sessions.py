@@ -150,7 +150,7 @@ def _revoke(session: Session, *, reason: str) -> None:
 
 def forget_session_states(session_ids) -> None:
     """Drop cached states now and record "revoked" once the transaction commits."""
-    keys = [SESSION_STATE_KEY.format(session_id=session_id) for session_id in session_ids]
+    keys = [session_state_key(session_id) for session_id in session_ids]
     if not keys:
         return
     cache.delete_many(keys)
@@ -176,10 +176,22 @@ def revoke_session_by_id(*, session_id, reason: str) -> None:
             _revoke(session, reason=reason)
 
 
-def is_session_active(session_id) -> bool:
-    """Cache first; on a miss one lookup, remembered with `add` so a racing revocation wins."""
-    key = SESSION_STATE_KEY.format(session_id=session_id)
-    state = cache.get(key)
+def session_state_key(session_id) -> str:
+    return SESSION_STATE_KEY.format(session_id=session_id)
+
+
+def read_with_session_state(session_id, keys: list[str]) -> dict:
+    """One cache round trip for a session's state and other keys (for is_session_active's `prefetched`)."""
+    return cache.get_many([session_state_key(session_id), *keys])
+
+
+def is_session_active(session_id, *, prefetched: dict | None = None) -> bool:
+    """Cache first; on a miss one lookup, remembered with `add` so a racing revocation wins.
+
+    `prefetched`: what read_with_session_state returned, so the state costs no round trip of its own.
+    """
+    key = session_state_key(session_id)
+    state = prefetched.get(key) if prefetched is not None else cache.get(key)
     if state is None:
         row = Session.objects.filter(id=session_id).values_list("revoked_at", "user__is_active").first()
         state = ACTIVE if row is not None and row[0] is None and row[1] else REVOKED

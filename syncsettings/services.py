@@ -93,9 +93,18 @@ def _version_key(user_id) -> str:
     return VERSION_CACHE_KEY.format(user_id=user_id)
 
 
-def cached_version(*, user_id) -> tuple[int, int] | None:
-    """(version, pruned_version) as last published, or None."""
-    return cache.get(_version_key(user_id))
+def cached_version(*, user_id, prefetched: dict | None = None) -> tuple[int, int] | None:
+    """(version, pruned_version) as last published, or None.
+
+    `prefetched`: what a caller's own `cache.get_many` returned for version_cache_keys.
+    """
+    key = _version_key(user_id)
+    return prefetched.get(key) if prefetched is not None else cache.get(key)
+
+
+def version_cache_keys(*, user_id) -> list[str]:
+    """The cache keys pull_changes and get_settings read (see their `prefetched`)."""
+    return [_version_key(user_id)]
 
 
 def _publish_version(user_id, version: int, pruned_version: int) -> None:
@@ -495,12 +504,20 @@ def _run_locked(
 # --- Push -----------------------------------------------------------------------------------
 
 
-def push_changes(*, user, device_id: str, ops: list[Op]) -> dict:
-    """Apply a validated batch of ops from one device: {version, server_time, results} (results in op order)."""
+def push_cache_keys(*, user_id) -> list[str]:
+    """The cache keys push_changes reads before taking the lock (see its `prefetched`)."""
+    return [_devices_key(user_id), *billing_services.entitlements_cache_keys(user_id=user_id)]
+
+
+def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None = None) -> dict:
+    """Apply a validated batch of ops from one device: {version, server_time, results} (results in op order).
+
+    `prefetched`: what a caller's own `cache.get_many` returned for push_cache_keys.
+    """
 
     # Looked up before the lock, with the tier limits in one round trip: a known device (the usual
     # case) adds nothing to the lock's hold.
-    cached = cache.get_many([_devices_key(user.id), *billing_services.entitlements_cache_keys(user_id=user.id)])
+    cached = prefetched if prefetched is not None else cache.get_many(push_cache_keys(user_id=user.id))
     device_known = device_id in (cached.get(_devices_key(user.id)) or frozenset())
 
     op_ids, keys = [op.op_id for op in ops], list({op.key for op in ops})
@@ -587,12 +604,15 @@ def _read_changes(user_id, since: int, limit: int) -> tuple[int, int, list[tuple
     return state[0], state[1], rows
 
 
-def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | None = None):
+def pull_changes(
+    *, user, since: int | None, limit: int, if_none_match: int | None = None, prefetched: dict | None = None
+):
     """The latest state of each key changed after `since` (a PullPage), or NOT_MODIFIED.
 
-    An idle poll (`since` or `if_none_match` equal to the cached version) is answered from the cache.
+    An idle poll (`since` or `if_none_match` equal to the cached version) is answered from the cache
+    (or from `prefetched`, see cached_version).
     """
-    cached = cached_version(user_id=user.id)
+    cached = cached_version(user_id=user.id, prefetched=prefetched)
     if cached is not None:
         if if_none_match is not None and if_none_match == cached[0]:
             return NOT_MODIFIED
@@ -628,9 +648,9 @@ def _unseal_document(document: dict) -> dict:
     return {key: unseal(key, value) for key, value in document.items()}
 
 
-def get_settings(*, user, if_none_match: int | None = None):
+def get_settings(*, user, if_none_match: int | None = None, prefetched: dict | None = None):
     """{settings, version, updated_at} of the whole document, or NOT_MODIFIED when `if_none_match` is current."""
-    cached = cached_version(user_id=user.id)
+    cached = cached_version(user_id=user.id, prefetched=prefetched)
     if if_none_match is not None and cached is not None and cached[0] == if_none_match:
         return NOT_MODIFIED
     row = SyncState.objects.filter(user_id=user.id).values_list("document", "version", "updated_at").first()

@@ -309,11 +309,15 @@ class SessionDetailView(APIView):
 
 
 class MeView(APIView):
+    def cache_keys_for(self, request, *, user_id) -> list[str]:
+        return services.profile_cache_keys(user_id=user_id) if request.method == "GET" else []
+
     @extend_schema(
         operation_id="users_me", summary="Your account", responses={200: s.ProfileSerializer}, tags=["users"]
     )
     def get(self, request):
-        return Response(represent(s.ProfileSerializer, services.get_profile(user=request.user)))
+        profile = services.get_profile(user=request.user, prefetched=request.user.prefetched)
+        return Response(represent(s.ProfileSerializer, profile))
 
     def _update(self, request, *, partial: bool):
         data = parse(s.ProfileUpdateSerializer, request, partial=partial)

@@ -155,3 +155,61 @@ def test_missing_token_is_not_authenticated():
     response = APIClient().get(ME)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """Counts the commands sent to the real Redis behind the cache (each one a network round trip)."""
+    from redis.client import Redis
+
+    commands = []
+    send = Redis.execute_command
+
+    def counting(self, *args, **options):
+        commands.append(args[0])
+        return send(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", counting)
+    return commands
+
+
+HOT_READS = ["/api/users/me", "/api/subscriptions", "/api/sync/pull?since=0", "/api/sync/settings"]
+
+
+@pytest.mark.parametrize("path", HOT_READS)
+def test_a_hot_read_reads_the_session_state_and_its_own_cache_keys_in_one_round_trip(
+    auth_client, redis_round_trips, path
+):
+    client = auth_client()
+    assert client.get(path).status_code == 200  # fills the cache
+    redis_round_trips.clear()
+    response = client.get(path)
+    assert response.status_code == 200
+    assert redis_round_trips == ["MGET"]
+
+
+@pytest.mark.parametrize("path", HOT_READS)
+def test_a_hot_read_refuses_a_session_revoked_after_the_cache_was_warm(auth_client, path):
+    client = auth_client()
+    assert client.get(path).status_code == 200
+    revoke_session(user=client.user, session_id=client.auth_session.id)
+    _assert_token_invalid(client.get(path))
+
+
+def test_a_push_reads_the_session_state_devices_and_tier_in_one_round_trip_before_the_lock(
+    auth_client, redis_round_trips
+):
+    client = auth_client()
+    op = {"op_id": "op-1", "key": "focusedContacts/alice", "op": "set", "value": True}
+
+    def push(op_id):
+        hlc = f"{int(timezone.now().timestamp() * 1000)}-0"
+        return client.post(
+            "/api/sync/push", {"device_id": "laptop", "ops": [{**op, "op_id": op_id, "hlc": hlc}]}, format="json"
+        )
+
+    assert push("op-1").status_code == 200  # registers the device, caches the tier
+    redis_round_trips.clear()
+    assert push("op-2").json()["results"][0]["status"] == "applied"
+    # The one read, then the new version published under the row lock.
+    assert redis_round_trips == ["MGET", "SET"]

@@ -31,8 +31,8 @@ def test_a_repeated_me_is_answered_without_a_database_query(auth_client, django_
         assert me(client) == first
 
 
-def test_a_repeated_me_costs_two_cache_round_trips(auth_client, monkeypatch):
-    # The session check, then the profile, its version and billing's entitlements in one batch.
+def test_a_repeated_me_costs_one_cache_round_trip(auth_client, monkeypatch):
+    # The session state, the profile, its version and billing's entitlements in one batch.
     client = auth_client()
     me(client)
     backend, calls = caches["default"], []
@@ -49,7 +49,7 @@ def test_a_repeated_me_costs_two_cache_round_trips(auth_client, monkeypatch):
     for name in ("get", "get_many"):
         monkeypatch.setattr(backend, name, counted(name))
     assert me(client)["tier"] == "free"
-    assert calls == ["get", "get_many"]
+    assert calls == ["get_many"]
 
 
 def test_patching_the_name_shows_at_once(auth_client):

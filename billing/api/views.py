@@ -56,6 +56,9 @@ class PlansView(APIView):
 
 
 class SubscriptionView(APIView):
+    def cache_keys_for(self, request, *, user_id) -> list[str]:
+        return services.entitlements_cache_keys(user_id=user_id) if request.method == "GET" else []
+
     @extend_schema(
         operation_id="subscription_get",
         summary="The user's entitlements",
@@ -65,7 +68,7 @@ class SubscriptionView(APIView):
         tags=TAGS,
     )
     def get(self, request):
-        body = entitlements_body(services.get_entitlements(user=request.user))
+        body = entitlements_body(services.get_entitlements(user=request.user, prefetched=request.user.prefetched))
         etag = etag_of(body)
         if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
             return Response(status=304, headers={"ETag": etag})

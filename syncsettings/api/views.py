@@ -70,6 +70,9 @@ def not_modified(version: int) -> Response:
 
 
 class PushView(SyncView):
+    def cache_keys_for(self, request, *, user_id) -> list[str]:
+        return services.push_cache_keys(user_id=user_id)
+
     @extend_schema(
         operation_id="sync_push",
         summary="Send a device's ops",
@@ -87,10 +90,15 @@ class PushView(SyncView):
     )
     def post(self, request):
         device_id, ops = parse_push(request.data, now_ms=services.server_time_ms())
-        return Response(services.push_changes(user=request.user, device_id=device_id, ops=ops))
+        return Response(
+            services.push_changes(user=request.user, device_id=device_id, ops=ops, prefetched=request.user.prefetched)
+        )
 
 
 class PullView(SyncView):
+    def cache_keys_for(self, request, *, user_id) -> list[str]:
+        return services.version_cache_keys(user_id=user_id)
+
     @extend_schema(
         operation_id="sync_pull",
         summary="Changes since a version",
@@ -115,7 +123,9 @@ class PullView(SyncView):
         if not 1 <= limit <= MAX_PULL_LIMIT:
             raise ValidationFailed(fields={"limit": [f"Between 1 and {MAX_PULL_LIMIT}."]})
         known = parse_etag_version(request.headers.get("If-None-Match"))
-        page = services.pull_changes(user=request.user, since=since, limit=limit, if_none_match=known)
+        page = services.pull_changes(
+            user=request.user, since=since, limit=limit, if_none_match=known, prefetched=request.user.prefetched
+        )
         if page is services.NOT_MODIFIED:
             return not_modified(known)
         # Rendered here from the changes' JSON text: DRF's renderer would re-encode every value.
@@ -130,6 +140,9 @@ class PullView(SyncView):
 
 
 class SettingsView(SyncView):
+    def cache_keys_for(self, request, *, user_id) -> list[str]:
+        return services.version_cache_keys(user_id=user_id) if request.method == "GET" else []
+
     @extend_schema(
         operation_id="sync_settings_get",
         summary="The whole settings document",
@@ -140,7 +153,7 @@ class SettingsView(SyncView):
     )
     def get(self, request):
         known = parse_etag_version(request.headers.get("If-None-Match"))
-        result = services.get_settings(user=request.user, if_none_match=known)
+        result = services.get_settings(user=request.user, if_none_match=known, prefetched=request.user.prefetched)
         if result is services.NOT_MODIFIED:
             return not_modified(known)
         return Response(result, headers={"ETag": etag(result["version"])})
