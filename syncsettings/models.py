@@ -40,7 +40,9 @@ class SyncState(models.Model):
 class Entry(models.Model):
     """The current value (or tombstone) of one key, with the version, HLC and device that last wrote it."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (user, key) constraint below leads with user, and every row a
+    # push writes would update one index more.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=128)
     value = models.JSONField(null=True, blank=True)
     deleted = models.BooleanField(default=False)
@@ -72,7 +74,9 @@ class Change(models.Model):
     STATUSES = [(APPLIED, "applied"), (SUPERSEDED, "superseded")]
     OPS = [("set", "set"), ("delete", "delete"), ("incr", "incr")]
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (user, op_id) constraint below leads with user, and every row a
+    # push writes would update one index more.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     op_id = models.CharField(max_length=64)
     key = models.CharField(max_length=128)
     op = models.CharField(max_length=8, choices=OPS)
@@ -98,7 +102,8 @@ class Change(models.Model):
 class Device(models.Model):
     """A browser profile that syncs; counts against the tier's device limit from registration or first push."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (user, device_id) constraint below leads with user.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     device_id = models.CharField(max_length=64)
     name = models.CharField(max_length=100, blank=True)
     browser = models.CharField(max_length=50, blank=True)
@@ -119,7 +124,8 @@ class Snapshot(models.Model):
     MANUAL, AUTO, PRE_RESTORE = "manual", "auto", "pre_restore"
     REASONS = [(MANUAL, "manual"), (AUTO, "auto (before replace)"), (PRE_RESTORE, "auto (before restore)")]
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the (user, -created_at) index below leads with user.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     document = models.JSONField(default=dict)
     version = models.BigIntegerField()
     key_count = models.IntegerField(default=0)
