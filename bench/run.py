@@ -4,8 +4,8 @@ What it does, in order:
 1. Creates and migrates its own database (BENCH_DATABASE_URL, default cf_bench) and empties its own
    Redis database (BENCH_REDIS_URL, default db 14); removes the previous run's bench users.
 2. Creates users directly in the database (no rate-limited endpoint): readers with 50 synced keys,
-   a premium user whose 16 devices push, login users with a real bcrypt password; mints real JWTs
-   with accounts.services.issue_session_tokens.
+   16 users who push from one device each, a premium user whose 16 devices push, login users with a
+   real bcrypt password; mints real JWTs with accounts.services.issue_session_tokens.
 3. Starts gunicorn with the shipped gunicorn.conf.py (DEBUG=0, real secrets, persistent connections,
    bound to 127.0.0.1), the login pool as the shipped config defines it, and runs each scenario with
    wrk for a fixed time (bench/wrk.lua), then the CONN_MAX_AGE=0 and login-interference runs.
@@ -89,6 +89,8 @@ class Fixtures:
     reader_tokens: list[str] = field(default_factory=list)
     pusher_tokens: list[str] = field(default_factory=list)
     push_devices: list[str] = field(default_factory=list)
+    solo_pusher_tokens: list[str] = field(default_factory=list)
+    solo_push_devices: list[str] = field(default_factory=list)
     login_emails: list[str] = field(default_factory=list)
 
 
@@ -144,6 +146,14 @@ def prepare() -> Fixtures:
     fixtures.pusher_tokens = [
         accounts.issue_session_tokens(user=pusher, device_name=device)[0] for device in fixtures.push_devices
     ]
+
+    # The usual case: 16 users pushing at once, one device each (free tier, far below its quotas).
+    for index in range(PUSH_DEVICES):
+        solo = User.objects.create_user(f"solo-pusher{index}@{EMAIL_DOMAIN}", name=f"Pusher {index}")
+        fixtures.solo_push_devices.append(f"bench-solo-{index}")
+        fixtures.solo_pusher_tokens.append(
+            accounts.issue_session_tokens(user=solo, device_name=fixtures.solo_push_devices[-1])[0]
+        )
 
     # One real hash at the production cost (BCryptSHA256, 12 rounds), shared by the login users.
     password_hash = make_password(LOGIN_PASSWORD)
@@ -322,6 +332,23 @@ def scenarios(fixtures: Fixtures) -> list[Scenario]:
             Load(f"sync pull {SEEDED_KEYS} changes", "GET", ["/api/sync/pull?since=0"], readers),
             "≥ 0.3× baseline",
             min_ratio=0.3,
+        ),
+        Scenario(
+            Load(
+                "sync push (16 users)",
+                "POST",
+                ["/api/sync/push"],
+                fixtures.solo_pusher_tokens,
+                connections=PUSH_DEVICES,
+                extra={
+                    "body": "push",
+                    "devices": fixtures.solo_push_devices,
+                    "ops_per_push": 5,
+                    "keys_per_device": 20,
+                },
+            ),
+            "p99 ≤ 100 ms",
+            max_p99_ms=100,
         ),
         Scenario(
             Load(
