@@ -28,7 +28,6 @@ class SyncStateAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     search_fields = ["user__email"]
     ordering = ["-last_synced_at"]
-    exclude = ["document"]
     readonly_fields = ["user", "version", "bytes_used", "key_count", "pruned_version", "last_synced_at", "quota"]
 
     @admin.display(description="storage used / limit")

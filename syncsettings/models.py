@@ -1,4 +1,4 @@
-"""Sync data per user: state (cursor, counters, document cache), entries, change log, devices, snapshots.
+"""Sync data per user: state (cursor, counters), entries (the document), change log, devices, snapshots.
 
 Values of `secret.` keys are stored encrypted (see syncsettings.crypto) in every JSON column here.
 """
@@ -9,14 +9,12 @@ from django.db.models import Q
 
 
 class SyncState(models.Model):
-    """One row per user: the gapless version counter (the pull cursor), usage counters, the document cache."""
+    """One row per user: the gapless version counter (the pull cursor) and usage counters; the lock of a push."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="sync_state"
     )
     version = models.BigIntegerField(default=0)
-    # Live keys only, {key: stored value}; kept exact by every push so GET settings is one row read.
-    document = models.JSONField(default=dict)
     bytes_used = models.BigIntegerField(default=0)
     key_count = models.IntegerField(default=0)
     # Tombstones at or below this version were pruned: older cursors must start over (410).

@@ -6,7 +6,7 @@ import factory
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
-from syncsettings.models import Device, Snapshot
+from syncsettings.models import Device, Entry, Snapshot, SyncState
 
 _counter = itertools.count()
 
@@ -52,3 +52,12 @@ class SnapshotFactory(factory.django.DjangoModelFactory):
     reason = Snapshot.MANUAL
     label = factory.Sequence(lambda n: f"snapshot {n}")
     created_at = factory.LazyFunction(timezone.now)
+
+
+def stored_state(user):
+    """(version, live document as stored, bytes used, key count), or None before the user's first write."""
+    state = SyncState.objects.filter(user=user).first()
+    if state is None:
+        return None
+    document = dict(Entry.objects.filter(user=user, deleted=False).values_list("key", "value"))
+    return (state.version, document, state.bytes_used, state.key_count)

@@ -5,19 +5,14 @@ import json
 import pytest
 
 from chatfocus.metrics import SYNC_OPS, SYNC_PUSHES
-from syncsettings.models import Change, Entry, SyncState
-from syncsettings.tests.factories import make_op, now_ms
+from syncsettings.models import Change, Entry
+from syncsettings.tests.factories import make_op, now_ms, stored_state
 
 pytestmark = pytest.mark.django_db
 
 
 def statuses(response):
     return [result["status"] for result in response.json()["results"]]
-
-
-def state_of(user):
-    state = SyncState.objects.filter(user=user).first()
-    return (state.version, state.document, state.bytes_used, state.key_count) if state else None
 
 
 def test_offline_device_pushing_old_edits_is_superseded_where_others_moved_on(sync):
@@ -64,13 +59,13 @@ def test_a_retried_push_is_duplicate_and_bumps_no_version(sync):
 
 def test_hlc_six_minutes_ahead_is_clock_drift_and_nothing_is_applied(sync):
     sync.push("laptop", [make_op("a", 1)])
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     response = sync.push("laptop", [make_op("b", 2), make_op("c", 3, at=now_ms() + 6 * 60_000)])
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "clock_drift"
     assert abs(error["details"]["server_time"] - now_ms()) < 5000
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
     # Every sync answer carries the server clock, in the body and as a header.
     ok = sync.push("laptop", [make_op("b", 2, at=now_ms() + 4 * 60_000)])
     assert ok.status_code == 200 and abs(ok.json()["server_time"] - now_ms()) < 5000
@@ -82,7 +77,7 @@ def test_more_than_100_ops_is_400_and_nothing_applied(sync):
     response = sync.push("laptop", [make_op(f"k{i}", i) for i in range(101)])
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["ops"] == ["At most 100 ops per push."]
-    assert state_of(sync.user) is None
+    assert stored_state(sync.user) is None
 
 
 def test_body_over_256_kb_is_413_before_it_is_read(sync):
@@ -90,7 +85,7 @@ def test_body_over_256_kb_is_413_before_it_is_read(sync):
     response = sync.push("laptop", [make_op("big", big)])
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
-    assert state_of(sync.user) is None
+    assert stored_state(sync.user) is None
 
 
 @pytest.mark.parametrize(
@@ -115,13 +110,13 @@ def test_body_over_256_kb_is_413_before_it_is_read(sync):
 )
 def test_malformed_push_is_400_in_the_error_shape_and_changes_nothing(sync, body, field):
     sync.push("laptop", [make_op("a", 0)])
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     response = sync.client.post("/api/sync/push", body, format="json")
     assert response.status_code == 400, response.json()
     error = response.json()["error"]
     assert error["code"] == "validation_error" and field in error["fields"]
     assert error["request_id"]
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
 
 
 @pytest.mark.parametrize(
@@ -139,7 +134,7 @@ def test_non_json_and_absurdly_nested_bodies_are_400(sync, raw, code):
     response = sync.client.generic("POST", "/api/sync/push", raw, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
-    assert state_of(sync.user) is None
+    assert stored_state(sync.user) is None
 
 
 @pytest.mark.parametrize(
@@ -154,21 +149,21 @@ def test_value_postgres_cannot_store_is_400_not_a_500(sync, value):
     # Found by the API fuzzer: jsonb refuses U+0000 and UTF-8 cannot encode a lone surrogate, so these were a 500.
     # json.dumps escapes as ASCII, so the value reaches the server as JSON allows it.
     sync.push("laptop", [make_op("a", 0)])
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     body = json.dumps({"device_id": "laptop", "ops": [make_op("b", value)]})
     response = sync.client.generic("POST", "/api/sync/push", body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert list(response.json()["error"]["fields"]) == ["ops.0.value"]
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
 
 
 def test_incr_on_a_string_is_400_and_nothing_in_the_push_applies(sync):
     sync.push("laptop", [make_op("name", "alice")])
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     response = sync.push("laptop", [make_op("other", 1), make_op("name", 1, op="incr")])
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"ops.1.value": ["incr needs a number stored at this key."]}
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
 
 
 def test_set_after_increments_resets_the_counter_and_incr_continues_from_it(sync):

@@ -2,15 +2,10 @@
 
 import pytest
 
-from syncsettings.models import Device, Snapshot, SyncState
-from syncsettings.tests.factories import DeviceFactory, make_op
+from syncsettings.models import Device, Snapshot
+from syncsettings.tests.factories import DeviceFactory, make_op, stored_state
 
 pytestmark = pytest.mark.django_db
-
-
-def state_of(user):
-    state = SyncState.objects.filter(user=user).first()
-    return (state.version, state.document, state.bytes_used, state.key_count) if state else None
 
 
 def assert_quota_error(response, limit):
@@ -22,19 +17,19 @@ def assert_quota_error(response, limit):
 def test_storage_bytes_limit(sync, set_tier):
     set_tier("free", sync_bytes=100)
     assert sync.push("laptop", [make_op("a", "x" * 40), make_op("b", "y" * 40)]).status_code == 200
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     assert before[2] == (1 + 42) + (1 + 42)
     over = sync.push("laptop", [make_op("c", "z"), make_op("d", "w" * 20)])
     assert_quota_error(over, "sync_bytes")
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
 
 
 def test_key_count_limit(sync, set_tier):
     set_tier("free", keys=3)
     sync.push("laptop", [make_op(f"k{i}", i) for i in range(3)])
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     assert_quota_error(sync.push("laptop", [make_op("k9", 9)]), "keys")
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
     # Replacing an existing key's value does not add a key.
     assert sync.push("laptop", [make_op("k0", 100, counter=5)]).status_code == 200
 
@@ -45,18 +40,18 @@ def test_value_size_limit_of_each_tier(sync, set_tier):
         key = f"big-{tier}"
         exactly = "x" * (limit - len(key) - 2)
         assert sync.push("laptop", [make_op(key, exactly)]).status_code == 200
-        before = state_of(sync.user)
+        before = stored_state(sync.user)
         assert_quota_error(sync.push("laptop", [make_op(key, exactly + "x", counter=1)]), "value_bytes")
-        assert state_of(sync.user) == before
+        assert stored_state(sync.user) == before
 
 
 def test_device_limit(sync, set_tier):
     set_tier("free")
     for device in ("one", "two", "three"):
         assert sync.push(device, [make_op(f"from-{device}", 1)]).status_code == 200
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     assert_quota_error(sync.push("four", [make_op("from-four", 1)]), "devices")
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
     assert Device.objects.filter(user=sync.user).count() == 3
     register = sync.client.post("/api/sync/devices", {"device_id": "four", "name": "Phone"}, format="json")
     assert_quota_error(register, "devices")
@@ -101,14 +96,14 @@ def test_after_a_downgrade_sets_are_refused_deletes_work_and_nothing_is_deleted(
     for device in ("d1", "d2", "d3", "d4"):
         sync.push(device, [make_op(f"{device}/{i}", "x" * 100) for i in range(5)])
     set_tier("free", keys=10, sync_bytes=1024)
-    before = state_of(sync.user)
+    before = stored_state(sync.user)
     assert before[3] == 20
     assert_quota_error(sync.push("d1", [make_op("new", 1)]), "sync_bytes")
     assert_quota_error(sync.push("d1", [make_op("d1/0", "small", counter=1)]), "sync_bytes")
-    assert state_of(sync.user) == before
+    assert stored_state(sync.user) == before
     deleted = sync.push("d1", [make_op(f"d1/{i}", None, op="delete", counter=1) for i in range(5)])
     assert deleted.status_code == 200
-    assert state_of(sync.user)[3] == 15
+    assert stored_state(sync.user)[3] == 15
     quota = sync.client.get("/api/sync/quota").json()
     assert quota["over_quota"] is True and quota["keys_used"] == 15 and quota["keys_limit"] == 10
     # The fourth device (over the free limit of three) still deletes; nothing was removed by the server.

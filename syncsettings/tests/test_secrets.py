@@ -17,7 +17,6 @@ def raw_rows():
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT value::text FROM syncsettings_entry UNION ALL SELECT value::text FROM syncsettings_change "
-            "UNION ALL SELECT document::text FROM syncsettings_syncstate "
             "UNION ALL SELECT document::text FROM syncsettings_snapshot"
         )
         return [row[0] for row in cursor.fetchall() if row[0]]
