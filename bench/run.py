@@ -4,8 +4,9 @@ What it does, in order:
 1. Creates and migrates its own database (BENCH_DATABASE_URL, default cf_bench) and empties its own
    Redis database (BENCH_REDIS_URL, default db 14); removes the previous run's bench users.
 2. Creates users directly in the database (no rate-limited endpoint): readers with 50 synced keys,
-   16 users who push from one device each, a premium user whose 16 devices push, login users with a
-   real bcrypt password; mints real JWTs with accounts.services.issue_session_tokens.
+   16 users who push from one device each, a premium user whose 16 devices push, a user with a 2 MB
+   document, login users with a real bcrypt password; mints real JWTs with
+   accounts.services.issue_session_tokens.
 3. Starts gunicorn with the shipped gunicorn.conf.py (DEBUG=0, real secrets, persistent connections,
    bound to 127.0.0.1), the login pool as the shipped config defines it, and runs each scenario with
    wrk for a fixed time (bench/wrk.lua), then the CONN_MAX_AGE=0 and login-interference runs.
@@ -44,6 +45,8 @@ EMAIL_DOMAIN = "bench.chatfocus.invalid"
 READERS = 16
 SEEDED_KEYS = 50
 PUSH_DEVICES = 16
+BIG_DOCUMENT_KEYS = 2000
+BIG_DOCUMENT_DEVICES = 4
 LOGIN_USERS = 5
 LOGIN_PASSWORD = "bench-correct-horse-battery"
 # Secrets of this run, shared by the setup (which mints the tokens) and the servers.
@@ -91,6 +94,8 @@ class Fixtures:
     push_devices: list[str] = field(default_factory=list)
     solo_pusher_tokens: list[str] = field(default_factory=list)
     solo_push_devices: list[str] = field(default_factory=list)
+    big_document_tokens: list[str] = field(default_factory=list)
+    big_document_devices: list[str] = field(default_factory=list)
     login_emails: list[str] = field(default_factory=list)
 
 
@@ -145,6 +150,24 @@ def prepare() -> Fixtures:
     fixtures.push_devices = [f"bench-device-{index}" for index in range(PUSH_DEVICES)]
     fixtures.pusher_tokens = [
         accounts.issue_session_tokens(user=pusher, device_name=device)[0] for device in fixtures.push_devices
+    ]
+
+    # A large document (2,000 keys of ~1 KB): what a push costs must not grow with it.
+    big = User.objects.create_user(f"big-document@{EMAIL_DOMAIN}", name="Large document")
+    billing.grant_comp_tier(
+        user_id=big.id, tier="premium", until=datetime.now(UTC) + timedelta(days=365), granted_by=None
+    )
+    for start in range(0, BIG_DOCUMENT_KEYS, 100):
+        now_ms = sync.server_time_ms()
+        ops = [
+            {"op_id": f"big-{key}", "key": f"notes/n{key}", "op": "set", "value": "x" * 1000, "hlc": f"{now_ms}-{key}"}
+            for key in range(start, start + 100)
+        ]
+        device_id, parsed = parse_push({"device_id": "bench-seed", "ops": ops}, now_ms=now_ms)
+        sync.push_changes(user=big, device_id=device_id, ops=parsed)
+    fixtures.big_document_devices = [f"bench-big-{index}" for index in range(BIG_DOCUMENT_DEVICES)]
+    fixtures.big_document_tokens = [
+        accounts.issue_session_tokens(user=big, device_name=device)[0] for device in fixtures.big_document_devices
     ]
 
     # The usual case: 16 users pushing at once, one device each (free tier, far below its quotas).
@@ -358,6 +381,23 @@ def scenarios(fixtures: Fixtures) -> list[Scenario]:
                 fixtures.pusher_tokens,
                 connections=PUSH_DEVICES,
                 extra={"body": "push", "devices": fixtures.push_devices, "ops_per_push": 5, "keys_per_device": 20},
+            ),
+            "p99 ≤ 100 ms",
+            max_p99_ms=100,
+        ),
+        Scenario(
+            Load(
+                "sync push (2 MB document, 4 devices)",
+                "POST",
+                ["/api/sync/push"],
+                fixtures.big_document_tokens,
+                connections=BIG_DOCUMENT_DEVICES,
+                extra={
+                    "body": "push",
+                    "devices": fixtures.big_document_devices,
+                    "ops_per_push": 5,
+                    "keys_per_device": 20,
+                },
             ),
             "p99 ≤ 100 ms",
             max_p99_ms=100,
