@@ -22,6 +22,22 @@ def _empty_cache():
 
 
 @pytest.fixture
+def fresh_rate_limit_window():
+    """Run the test from the first second of a day (UTC), clock ticking.
+
+    Rate limits count in fixed windows (a minute, a quarter, an hour, a day): a test that sends a
+    limit's worth of requests must not straddle a window's end, where the count starts over.
+    """
+    import time
+
+    import time_machine
+
+    day = 86_400
+    with time_machine.travel((int(time.time()) // day + 1) * day + 1, tick=True):
+        yield
+
+
+@pytest.fixture
 def api_client():
     return APIClient()
 

@@ -117,7 +117,7 @@ def test_register_validation_errors(api_client, body, field):
     assert field in response.json()["error"]["fields"]
 
 
-def test_register_is_rate_limited_per_ip(api_client):
+def test_register_is_rate_limited_per_ip(fresh_rate_limit_window, api_client):
     limit = int(settings.RATE_LIMITS["register_ip"].split("/")[0])
     for n in range(limit):
         assert (
@@ -139,7 +139,7 @@ def test_register_is_rate_limited_per_ip(api_client):
 
 
 def test_register_is_rate_limited_per_email_alike_for_taken_and_new_addresses(
-    api_client, django_capture_on_commit_callbacks
+    fresh_rate_limit_window, api_client, django_capture_on_commit_callbacks
 ):
     UserFactory(email="victim@example.com")
     limit = int(settings.RATE_LIMITS["register_email"].split("/")[0])
@@ -237,7 +237,7 @@ def test_login_ignores_a_stale_authorization_header():
     assert login(client, user.email).status_code == 200
 
 
-def test_login_is_rate_limited_per_ip(api_client):
+def test_login_is_rate_limited_per_ip(fresh_rate_limit_window, api_client):
     user = UserFactory()
     limit = int(settings.RATE_LIMITS["login_ip"].split("/")[0])
     for _ in range(limit):
@@ -251,7 +251,7 @@ def test_login_is_rate_limited_per_ip(api_client):
         assert login(api_client, user.email).status_code == 200
 
 
-def test_failed_logins_lock_the_account_then_reset_after_the_window(api_client):
+def test_failed_logins_lock_the_account_then_reset_after_the_window(fresh_rate_limit_window, api_client):
     user = UserFactory()
     limit = int(settings.RATE_LIMITS["login_failures_account"].split("/")[0])
     for n in range(limit):
@@ -337,7 +337,7 @@ def test_expired_refresh_token_is_refused(api_client, user):
         assert error_code(post(api_client, "/api/auth/refresh", {"refresh": refresh})) == "token_invalid"
 
 
-def test_refresh_is_rate_limited_per_session(api_client, user):
+def test_refresh_is_rate_limited_per_session(fresh_rate_limit_window, api_client, user):
     _, refresh, _ = issue_session_tokens(user=user)
     limit = int(settings.RATE_LIMITS["refresh_session"].split("/")[0])
     for _ in range(limit):
@@ -536,7 +536,7 @@ def test_reset_password_validates_the_new_password(api_client, django_capture_on
     assert user.check_password(DEFAULT_PASSWORD)
 
 
-def test_forgot_password_is_rate_limited_per_email_and_per_ip(api_client):
+def test_forgot_password_is_rate_limited_per_email_and_per_ip(fresh_rate_limit_window, api_client):
     per_email = int(settings.RATE_LIMITS["forgot_email"].split("/")[0])
     for n in range(per_email):
         assert (
@@ -599,7 +599,7 @@ def test_resend_verification_email(auth_client, django_capture_on_commit_callbac
     assert len(mail.outbox) == 1  # already verified: nothing to send
 
 
-def test_resend_verification_is_rate_limited(auth_client):
+def test_resend_verification_is_rate_limited(fresh_rate_limit_window, auth_client):
     client = auth_client()
     limit = int(settings.RATE_LIMITS["verify_resend_account"].split("/")[0])
     for _ in range(limit):
