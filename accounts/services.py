@@ -33,6 +33,7 @@ from accounts.sessions import (
     rotate_refresh_token,
 )
 from chatfocus import metrics
+from chatfocus.cache import get_many_prefetched
 from chatfocus.emails import send_templated_email
 from chatfocus.exceptions import InvalidCredentials, NotFound, PermissionDenied, RateLimited, ValidationFailed
 
@@ -129,7 +130,7 @@ def get_profile(*, user, prefetched: dict | None = None) -> dict:
     from billing.services import get_entitlements
 
     key, version_key = PROFILE_CACHE_KEY.format(user_id=user.id), PROFILE_VERSION_KEY.format(user_id=user.id)
-    cached = prefetched if prefetched is not None else cache.get_many(profile_cache_keys(user_id=user.id))
+    cached = get_many_prefetched(profile_cache_keys(user_id=user.id), prefetched)
     version, entry = cached.get(version_key, 0), cached.get(key)
     if entry is None or entry[0] != version:
         entry = (version, _load_profile(user_id=user.id))

@@ -29,6 +29,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import Session
+from chatfocus.cache import get_prefetched
 from chatfocus.exceptions import DomainError, TokenInvalid
 
 SESSION_CLAIM = "sid"
@@ -191,7 +192,7 @@ def is_session_active(session_id, *, prefetched: dict | None = None) -> bool:
     `prefetched`: what read_with_session_state returned, so the state costs no round trip of its own.
     """
     key = session_state_key(session_id)
-    state = prefetched.get(key) if prefetched is not None else cache.get(key)
+    state = get_prefetched(key, prefetched)
     if state is None:
         row = Session.objects.filter(id=session_id).values_list("revoked_at", "user__is_active").first()
         state = ACTIVE if row is not None and row[0] is None and row[1] else REVOKED

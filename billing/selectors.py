@@ -13,6 +13,7 @@ from djstripe.models import Subscription
 
 from billing.models import BillingAccount
 from billing.tiers import FREE, PREMIUM, PRO, TIERS, Limits, tier_rank
+from chatfocus.cache import get_prefetched
 
 PAID_TIERS = (PRO, PREMIUM)
 INTERVALS = ("month", "year")
@@ -89,7 +90,7 @@ def account_state(account: BillingAccount | None) -> dict:
 
 def _cached_state(user_id, prefetched: dict | None = None) -> dict:
     key = ACCOUNT_CACHE_KEY.format(user_id=user_id)
-    state = prefetched.get(key) if prefetched is not None else cache.get(key)
+    state = get_prefetched(key, prefetched)
     if state is None:
         state = account_state(BillingAccount.objects.filter(user_id=user_id).first())
         cache.set(key, state, ACCOUNT_CACHE_SECONDS)

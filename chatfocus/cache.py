@@ -1,12 +1,29 @@
-"""The Redis cache backend: fails open like django-redis, without serving stale entries once Redis is back."""
+"""The Redis cache backend (fails open like django-redis, without serving stale entries once Redis is back),
+and the reads that take what a caller already fetched.
+
+Hot API paths read all their keys in one round trip with the session state (see
+accounts.authentication) and hand the result to services as `prefetched`: a key missing from it is
+a cache miss, as in `cache.get_many`.
+"""
 
 import time
 from collections import defaultdict
 
+from django.core.cache import cache
 from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
 
 RETRY_INTERVAL_SECONDS = 1.0
+
+
+def get_prefetched(key: str, prefetched: dict | None):
+    """`key` from what the caller prefetched, or from the cache when it prefetched nothing."""
+    return prefetched.get(key) if prefetched is not None else cache.get(key)
+
+
+def get_many_prefetched(keys: list[str], prefetched: dict | None) -> dict:
+    """What the caller prefetched for `keys`, or one `get_many` when it prefetched nothing."""
+    return prefetched if prefetched is not None else cache.get_many(keys)
 
 
 class InvalidationRetryingRedisCache(RedisCache):

@@ -29,6 +29,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from billing import services as billing_services
+from chatfocus.cache import get_many_prefetched, get_prefetched
 from chatfocus.exceptions import (
     DomainError,
     NotFound,
@@ -99,7 +100,7 @@ def cached_version(*, user_id, prefetched: dict | None = None) -> tuple[int, int
     `prefetched`: what a caller's own `cache.get_many` returned for version_cache_keys.
     """
     key = _version_key(user_id)
-    return prefetched.get(key) if prefetched is not None else cache.get(key)
+    return get_prefetched(key, prefetched)
 
 
 def version_cache_keys(*, user_id) -> list[str]:
@@ -512,7 +513,7 @@ def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None
 
     # Looked up before the lock, with the tier limits in one round trip: a known device (the usual
     # case) adds nothing to the lock's hold.
-    cached = prefetched if prefetched is not None else cache.get_many(push_cache_keys(user_id=user.id))
+    cached = get_many_prefetched(push_cache_keys(user_id=user.id), prefetched)
     device_known = device_id in (cached.get(_devices_key(user.id)) or frozenset())
 
     op_ids, keys = [op.op_id for op in ops], list({op.key for op in ops})
