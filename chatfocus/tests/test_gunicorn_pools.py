@@ -27,8 +27,9 @@ def nice_of(pid: int) -> int:
 
 
 def autogroup_of(pid: int) -> str:
-    # "/autogroup-<id> nice <n>": the CPU group of the process's session (Linux with autogroups).
-    return Path(f"/proc/{pid}/autogroup").read_text().strip()
+    # "/autogroup-<id> nice <n>": the CPU group of the process's session (Linux with autogroups). A process in
+    # the kernel's root group (a runner started without a session of its own, as CI's is) reads an empty file.
+    return Path(f"/proc/{pid}/autogroup").read_text().strip() or "/ nice 0"
 
 
 def worker_pids(master: subprocess.Popen) -> list[int]:
