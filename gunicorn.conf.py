@@ -25,13 +25,17 @@ if POOL == "login":
     timeout = max(timeout, 60)
 graceful_timeout = 30
 keepalive = 5
-# Recycle workers now and then so a slow leak cannot grow without bound.
-max_requests = 2000
-max_requests_jitter = 200
+# Recycle workers now and then so a slow leak cannot grow without bound. The jitter spans a whole
+# period: workers that share the load evenly otherwise reach their limit together, and gunicorn takes
+# 1-3 s to boot their replacements on a busy host. With a jitter of 200 all five bench workers
+# recycled within a second of each other every ~7 s: the bare view's p99 was 270-920 ms and its
+# throughput 1,340 req/s; spread out, p99 21 ms and 1,680-1,770 req/s (bench/run.py --only none).
+max_requests = 5000
+max_requests_jitter = 5000
 # Load Django once in the master: a recycled worker is a cheap fork instead of a full import of the
-# app (about 2 s of CPU each on the bench machine; at 800 req/s, recycling every 2000 requests, that
-# was some 40 % of two cores). Nothing connects to the database or Redis at import time; code
-# changes need a restart, not a HUP.
+# app (about 2 s of CPU each on the bench machine; at 800 req/s, recycling every 2000 requests, an
+# earlier setting, that was some 40 % of two cores). Nothing connects to the database or Redis at
+# import time; code changes need a restart, not a HUP.
 preload_app = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = None  # The app logs one JSON line per request (chatfocus.request).
