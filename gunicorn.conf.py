@@ -29,7 +29,7 @@ keepalive = 5
 # period: workers that share the load evenly otherwise reach their limit together, and gunicorn takes
 # 1-3 s to boot their replacements on a busy host. With a jitter of 200 all five bench workers
 # recycled within a second of each other every ~7 s: the bare view's p99 was 270-920 ms and its
-# throughput 1,340 req/s; spread out, p99 21 ms and 1,680-1,770 req/s (bench/run.py --only none).
+# throughput 1,340-1,380 req/s; spread out, p99 21 ms and 1,680-1,770 req/s (bench/run.py --only).
 max_requests = 5000
 max_requests_jitter = 5000
 # Load Django once in the master: a recycled worker is a cheap fork instead of a full import of the
