@@ -8,10 +8,12 @@ from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.account.utils import url_str_to_user_pk, user_pk_to_url_str
 from allauth.socialaccount.models import SocialAccount
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import password_validation
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -20,7 +22,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts import ratelimits
+from accounts import personal_data, ratelimits
 from accounts.models import Preferences, Session, User
 from accounts.oauth import redeem_oauth_code
 from accounts.sessions import (
@@ -32,6 +34,7 @@ from accounts.sessions import (
     revoke_sessions,
     rotate_refresh_token,
 )
+from billing.selectors import entitlements_cache_keys, get_entitlements
 from chatfocus import metrics
 from chatfocus.cache import get_many_prefetched
 from chatfocus.emails import send_templated_email
@@ -109,8 +112,6 @@ def is_email_verified(*, user) -> bool:
 
 def profile_cache_keys(*, user_id) -> list[str]:
     """The cache keys get_profile reads (see its `prefetched`)."""
-    from billing.services import entitlements_cache_keys
-
     return [
         PROFILE_CACHE_KEY.format(user_id=user_id),
         PROFILE_VERSION_KEY.format(user_id=user_id),
@@ -127,8 +128,6 @@ def get_profile(*, user, prefetched: dict | None = None) -> dict:
     caches its state itself, and the tier also changes with time. `prefetched`: what a caller's own
     `cache.get_many` returned for profile_cache_keys (the API reads them with the session state).
     """
-    from billing.services import get_entitlements
-
     key, version_key = PROFILE_CACHE_KEY.format(user_id=user.id), PROFILE_VERSION_KEY.format(user_id=user.id)
     cached = get_many_prefetched(profile_cache_keys(user_id=user.id), prefetched)
     version, entry = cached.get(version_key, 0), cached.get(key)
@@ -451,14 +450,18 @@ def _user_for_reset_token(token: str) -> User:
 # --- Export and deletion --------------------------------------------------------------------
 
 
-def export_user_data(*, user) -> dict:
-    """Everything stored about the user, each app contributing through its own service."""
-    from analytics.services import export_user_events
-    from billing.services import export_billing_data
-    from syncsettings.services import export_sync_data
+def _account_row(user_id) -> User:
+    """The user row, active or not (staff export and delete deactivated accounts too)."""
+    row = User.objects.filter(id=user_id).first()
+    if row is None:
+        raise NotFound("This account no longer exists.")
+    return row
 
-    row = get_user(user_id=user.id)
-    preferences = get_preferences(user=row)
+
+def export_user_data(*, user) -> dict:
+    """Everything stored about the user: accounts' own rows, then each registered app's section."""
+    row = _account_row(user.id)
+    preferences = Preferences.objects.filter(user_id=row.id).first() or Preferences(user_id=row.id)
     return {
         "exported_at": timezone.now().isoformat(),
         "user": {
@@ -468,6 +471,7 @@ def export_user_data(*, user) -> dict:
             "name": row.name,
             "email_verified": is_email_verified(user=row),
             "has_password": row.has_usable_password(),
+            "is_active": row.is_active,
             "date_joined": row.date_joined.isoformat(),
             "last_login": row.last_login.isoformat() if row.last_login else None,
         },
@@ -499,29 +503,60 @@ def export_user_data(*, user) -> dict:
             }
             for account in SocialAccount.objects.filter(user=row).order_by("date_joined")
         ],
-        "sync": export_sync_data(user=row),
-        "analytics_events": export_user_events(user=row),
-        "billing": export_billing_data(user=row),
+        **{section.key: section.export(user=row) for section in personal_data.registered()},
     }
 
 
-def delete_account(*, user, password: str | None = None) -> None:
-    """Cancel billing, erase sync data, events, sessions and tokens, then the user; a goodbye email follows."""
-    from analytics.services import delete_user_events
-    from billing.services import cancel_for_deleted_user
-    from syncsettings.services import delete_sync_data
+def describe_erasure(*, user) -> dict[str, list[str]]:
+    """What delete_account would erase, per section, in words staff can check before confirming."""
+    row = _account_row(user.id)
+    account = [
+        f"The account {row.email} with its profile, preferences and email addresses",
+        f"{Session.objects.filter(user=row).count()} session(s) and their tokens, signed out at once",
+        f"{SocialAccount.objects.filter(user=row).count()} connected login provider(s)",
+    ]
+    return {"account": account, **{section.key: section.describe(user=row) for section in personal_data.registered()}}
 
-    row = get_user(user_id=user.id)
-    _confirm_identity(user=user, row=row, password=password, field="password")
+
+def delete_account(*, user, password: str | None = None, staff=None) -> None:
+    """Erase every app's data about the user (Stripe first), sessions, tokens, then the user; a goodbye email follows.
+
+    The user confirms with their password (or a recent login); staff deleting from the admin pass `staff` instead.
+    """
+    row = _account_row(user.id)
+    if staff is None:
+        _confirm_identity(user=user, row=row, password=password, field="password")
     email, name = row.email, row.name
     with transaction.atomic():
-        # First: if the payment provider fails, nothing else is deleted and the user can retry.
-        cancel_for_deleted_user(user=row)
-        delete_sync_data(user=row)
-        delete_user_events(user=row)
+        # Registered in erasure order: if the payment provider fails, nothing else is erased and it can be retried.
+        for section in personal_data.registered():
+            section.erase(user=row)
         forget_session_states(list(Session.objects.filter(user=row).values_list("id", flat=True)))
         # simplejwt keeps token records when a user goes (SET_NULL): remove them with the account.
         OutstandingToken.objects.filter(user=row).delete()
+        # The admin's history of this account stays, without the address it names it by.
+        LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User), object_id=str(row.id)).update(
+            object_repr=f"Deleted user {row.id}"
+        )
         row.delete()  # cascades to sessions, preferences, email addresses, social accounts
         cache.delete(OPT_IN_CACHE_KEY.format(user_id=user.id))
         send_templated_email(to=email, template="goodbye", context={"name": name})
+
+
+# --- Staff support -----------------------------------------------------------------------------
+
+
+def sign_out_all_sessions(*, user, reason: str = "staff") -> int:
+    """End every session of the user: their access tokens fail at once and refreshes are refused."""
+    return revoke_sessions(user_id=user.id, reason=reason)
+
+
+def set_user_active(*, user, active: bool) -> None:
+    """Deactivate (every session signed out in the same transaction) or reactivate an account."""
+    with transaction.atomic():
+        row = User.objects.select_for_update().get(id=user.id)
+        if row.is_active != active:
+            row.is_active = active
+            row.save(update_fields=["is_active", "updated_at"])
+        if not active:
+            revoke_sessions(user_id=row.id, reason="deactivated")

@@ -14,3 +14,7 @@ class BillingConfig(AppConfig):
         stripe.api_version = settings.STRIPE_API_VERSION
         if stripe.default_http_client is None:
             stripe.default_http_client = stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT_SECONDS)
+
+        from billing import personal_data
+
+        personal_data.register()

@@ -6,15 +6,21 @@ goes through it. Stripe is called before anything is written, so a Stripe failur
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
+from djstripe.models import Customer, Event, Invoice, PaymentMethod, WebhookEventTrigger
 
+from accounts.services import get_user
 from billing import stripe_gateway
-from billing.models import BillingAccount, TierChange
+from billing.models import BillingAccount, TierChange, WebhookEvent
 from billing.selectors import (
     INTERVALS,
     LIVE_STATUSES,
@@ -51,6 +57,13 @@ __all__ = [
     "resume_subscription",
     "cancel_for_deleted_user",
     "export_billing_data",
+    "describe_billing_erasure",
+    "erase_billing_data",
+    "get_support_overview",
+    "cancel_subscription_now",
+    "RefundableInvoice",
+    "get_refundable_invoice",
+    "refund_last_invoice",
     "grant_comp_tier",
     "revoke_comp_tier",
     "apply_subscription",
@@ -196,13 +209,18 @@ def _user_id_of(subscription: dict, customer_id: str):
     if account:
         return account.user_id
     # A customer made outside our checkout (dashboard, portal) but tied to a user in dj-stripe's mirror.
-    from djstripe.models import Customer
-
     return Customer.objects.filter(id=customer_id).values_list("subscriber_id", flat=True).first()
 
 
 def apply_subscription(
-    *, subscription, source: str, event_id: str = "", event_created: datetime | None = None, account=None
+    *,
+    subscription,
+    source: str,
+    event_id: str = "",
+    event_created: datetime | None = None,
+    account=None,
+    actor=None,
+    note: str = "",
 ) -> BillingAccount | None:
     """Make the user's state match this Stripe subscription (idempotent); None when it is no user's.
 
@@ -217,8 +235,6 @@ def apply_subscription(
             if user_id is None:
                 logger.warning("Subscription %s belongs to no known user; ignored", data["id"])
                 return None
-            from accounts.services import get_user
-
             try:
                 get_user(user_id=user_id)
             except (NotFound, ValueError, DjangoValidationError):
@@ -253,7 +269,7 @@ def apply_subscription(
         ):
             account.paid_tier, account.paid_tier_until = "", None
         account.synced_at = timezone.now()
-        _save(account, source=source, event_id=event_id)
+        _save(account, source=source, event_id=event_id, actor=actor, note=note)
         return account
 
 
@@ -330,8 +346,6 @@ def forget_customer(*, customer_id: str, event_id: str = "") -> None:
 
 
 def _notify(account: BillingAccount | None, template: str, **context) -> None:
-    from accounts.services import get_user
-
     if account is None:
         return
     user = get_user(user_id=account.user_id)
@@ -381,8 +395,6 @@ def _price_id(*, tier: str, interval: str) -> str:
 
 def _ensure_customer(*, user_id) -> str:
     """The user's Stripe customer id, creating the customer on first use."""
-    from accounts.services import get_user
-
     account, _ = BillingAccount.objects.get_or_create(user_id=user_id)
     if account.stripe_customer_id:
         return account.stripe_customer_id
@@ -458,15 +470,25 @@ def _live_account(user) -> BillingAccount:
     return account
 
 
-def _apply_change(user, params: dict, *, paid_tier: str = "", paid_tier_until=None) -> Entitlements:
+def _apply_change(
+    user, params: dict, *, paid_tier: str = "", paid_tier_until=None, actor=None, note: str = ""
+) -> Entitlements:
     account = _live_account(user)
     subscription = stripe_gateway.modify_subscription(subscription_id=account.stripe_subscription_id, **params)
+    return _apply_changed(
+        user, subscription, paid_tier=paid_tier, paid_tier_until=paid_tier_until, actor=actor, note=note
+    )
+
+
+def _apply_changed(user, subscription, *, paid_tier: str = "", paid_tier_until=None, actor=None, note: str = ""):
+    """Apply a subscription Stripe just changed; `actor`: the staff member who changed it from the admin."""
+    source = TierChange.Source.ADMIN if actor else TierChange.Source.API
     with transaction.atomic():
         locked = _locked_account(user.id)
         _mirror("Subscription", subscription)
         if paid_tier:
             locked.paid_tier, locked.paid_tier_until = paid_tier, paid_tier_until
-        apply_subscription(subscription=subscription, source=TierChange.Source.API, account=locked)
+        apply_subscription(subscription=subscription, source=source, account=locked, actor=actor, note=note)
     return get_entitlements(user=user)
 
 
@@ -490,20 +512,20 @@ def change_subscription(*, user, tier: str | None = None, interval: str | None =
     return _apply_change(user, params)
 
 
-def cancel_subscription(*, user) -> Entitlements:
-    """Cancel at period end: the tier stays until then."""
+def cancel_subscription(*, user, actor=None) -> Entitlements:
+    """Cancel at period end: the tier stays until then. `actor`: staff acting from the admin."""
     account = _live_account(user)
     if account.cancel_at_period_end:
         return get_entitlements(user=user)
-    return _apply_change(user, {"cancel_at_period_end": True})
+    return _apply_change(user, {"cancel_at_period_end": True}, actor=actor, note="cancel at period end")
 
 
-def resume_subscription(*, user) -> Entitlements:
-    """Undo a pending cancel (before the period ends)."""
+def resume_subscription(*, user, actor=None) -> Entitlements:
+    """Undo a pending cancel (before the period ends). `actor`: staff acting from the admin."""
     account = _live_account(user)
     if not account.cancel_at_period_end:
         return get_entitlements(user=user)
-    return _apply_change(user, {"cancel_at_period_end": False})
+    return _apply_change(user, {"cancel_at_period_end": False}, actor=actor, note="resumed")
 
 
 def cancel_for_deleted_user(*, user) -> None:
@@ -519,10 +541,42 @@ def cancel_for_deleted_user(*, user) -> None:
     forget_cached_state(user.id)
 
 
+# --- Personal data: export and erasure (registered with accounts.personal_data in BillingConfig.ready) ------
+
+# dj-stripe's mirror of a customer: every model pointing at the customer goes with it (their rows hold its id,
+# and charges and invoices its email, name and address); deleting those cascades to their own children.
+PERSONAL_DATA_MODELS = ("billing.BillingAccount", "billing.TierChange", "djstripe.Customer")
+KEPT_BY_STRIPE = (
+    "Stripe keeps the invoices and payments the law requires us to keep (with the name and email on them); "
+    "the subscription is canceled and the payment methods are detached when the account is deleted."
+)
+
+
+def _customer_ids(user) -> list[str]:
+    """Every Stripe customer of the user: the current one and any the mirror ties to them (an older, deleted one)."""
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    ids = {account.stripe_customer_id} if account and account.stripe_customer_id else set()
+    ids.update(Customer.objects.filter(subscriber_id=user.id).values_list("id", flat=True))
+    return sorted(ids)
+
+
+def _mirror_models_of_customer():
+    for model in apps.get_app_config("djstripe").get_models():
+        for field in model._meta.concrete_fields:
+            if field.is_relation and field.related_model is Customer:
+                yield model, field.name
+
+
+def _events_naming(model, field: str, customer_id: str):
+    """Stored webhook payloads that name the customer (its id as a JSON string anywhere in the event)."""
+    return model.objects.annotate(_text=Cast(field, TextField())).filter(_text__contains=f'"{customer_id}"')
+
+
 def export_billing_data(*, user) -> dict:
-    """What billing stores about the user (for the account export)."""
+    """What billing keeps about the user: our state and audit log, the mirror of their customer, what Stripe keeps."""
     account = BillingAccount.objects.filter(user_id=user.id).first()
     entitlements = get_entitlements(user=user)
+    customer_ids = _customer_ids(user)
     return {
         "tier": entitlements.tier,
         "status": entitlements.status,
@@ -544,7 +598,80 @@ def export_billing_data(*, user) -> dict:
             }
             for change in TierChange.objects.filter(user_id=user.id).order_by("created_at", "id")
         ],
+        "stripe_customers": [
+            {
+                "id": customer.id,
+                "email": customer.stripe_data.get("email"),
+                "name": customer.stripe_data.get("name"),
+                "address": customer.stripe_data.get("address"),
+                "created": _iso(customer.created),
+            }
+            for customer in Customer.objects.filter(id__in=customer_ids).order_by("created")
+        ],
+        "payment_methods": [
+            {
+                "id": method.id,
+                "type": method.type,
+                "card": {key: (method.stripe_data.get("card") or {}).get(key) for key in ("brand", "last4")},
+            }
+            for method in PaymentMethod.objects.filter(customer__id__in=customer_ids).order_by("created")
+        ],
+        "invoices": [
+            {
+                "id": invoice.id,
+                "number": invoice.stripe_data.get("number"),
+                "status": invoice.stripe_data.get("status"),
+                "total": invoice.stripe_data.get("total"),
+                "currency": invoice.stripe_data.get("currency"),
+                "created": _iso(invoice.created),
+                "hosted_invoice_url": invoice.stripe_data.get("hosted_invoice_url"),
+            }
+            for invoice in Invoice.objects.filter(customer__id__in=customer_ids).order_by("created")
+        ],
+        "kept_by_stripe_after_deletion": KEPT_BY_STRIPE,
     }
+
+
+def describe_billing_erasure(*, user) -> list[str]:
+    """What erase_billing_data will do, for the staff confirmation page."""
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    lines = []
+    if account and has_live_subscription(account_state(account)):
+        lines.append(
+            f"Stripe subscription {account.stripe_subscription_id} ({account.tier}, {account.status}) "
+            "canceled now, without a refund"
+        )
+    customer_ids = _customer_ids(user)
+    if account and account.stripe_customer_id:
+        lines.append("Every payment method of the Stripe customer detached")
+    for customer_id in customer_ids:
+        invoices = Invoice.objects.filter(customer__id=customer_id).count()
+        events = _events_naming(WebhookEvent, "payload", customer_id).count()
+        events += _events_naming(Event, "data", customer_id).count()
+        lines.append(
+            f"Our copy of Stripe customer {customer_id}: the customer, its subscriptions, payment methods, "
+            f"{invoices} invoice(s) and {events} stored webhook event(s)"
+        )
+    changes = TierChange.objects.filter(user_id=user.id).count()
+    lines.append(f"The billing state and {changes} tier change(s) of the audit log")
+    lines.append(KEPT_BY_STRIPE)
+    return lines
+
+
+def erase_billing_data(*, user) -> None:
+    """Cancel and detach in Stripe first, then erase our billing rows, the mirror of the customer and its webhooks."""
+    cancel_for_deleted_user(user=user)
+    with transaction.atomic():
+        for customer_id in _customer_ids(user):
+            for model, field in _mirror_models_of_customer():
+                model.objects.filter(**{f"{field}__id": customer_id}).delete()
+            Customer.objects.filter(id=customer_id).delete()
+            _events_naming(WebhookEventTrigger, "body", customer_id).delete()
+            _events_naming(Event, "data", customer_id).delete()
+            _events_naming(WebhookEvent, "payload", customer_id).delete()
+        TierChange.objects.filter(user_id=user.id).delete()
+        BillingAccount.objects.filter(user_id=user.id).delete()
+    forget_cached_state(user.id)
 
 
 def _iso(value):
@@ -573,6 +700,93 @@ def revoke_comp_tier(*, user_id, revoked_by) -> None:
         account = _locked_account(user_id)
         account.comp_tier, account.comp_until, account.comp_reason = "", None, ""
         _save(account, source=TierChange.Source.ADMIN, actor=revoked_by, note="comp revoked")
+
+
+# --- Staff support: cancel now and refunds (the user's support page in the admin) ---------------
+
+
+@dataclass(frozen=True)
+class RefundableInvoice:
+    id: str
+    number: str
+    currency: str
+    amount_paid: int  # in the currency's smallest unit
+    created: datetime | None
+    payment_intent_id: str
+
+
+def get_support_overview(*, user, limit: int = 20) -> dict:
+    """What support needs on one page: the tier and why, the audit log, invoices and webhook events of the customer."""
+    account = BillingAccount.objects.filter(user_id=user.id).select_related("comp_granted_by").first()
+    customer_ids = _customer_ids(user)
+    events = WebhookEvent.objects.none()
+    for customer_id in customer_ids:
+        events = events | _events_naming(WebhookEvent, "payload", customer_id)
+    return {
+        "account": account,
+        "entitlements": get_entitlements(user=user),
+        "tier_changes": list(TierChange.objects.filter(user_id=user.id).select_related("actor")[:limit]),
+        "invoices": [
+            invoice.stripe_data
+            for invoice in Invoice.objects.filter(customer__id__in=customer_ids).order_by("-created")[:limit]
+        ],
+        "webhook_events": list(events.defer("payload").order_by("-received_at")[:limit]),
+    }
+
+
+def cancel_subscription_now(*, user, actor) -> Entitlements:
+    """End the subscription at once, without a refund (refund separately); the tier falls to free now."""
+    account = _live_account(user)
+    subscription = stripe_gateway.cancel_subscription_now(subscription_id=account.stripe_subscription_id)
+    return _apply_changed(user, subscription, actor=actor, note="canceled now")
+
+
+def get_refundable_invoice(*, user) -> RefundableInvoice | None:
+    """The user's last paid invoice as Stripe has it now, with the payment a refund goes to; None without one."""
+    _require_configured()
+    account = BillingAccount.objects.filter(user_id=user.id).first()
+    if account is None or not account.stripe_customer_id:
+        return None
+    invoice = stripe_gateway.last_paid_invoice(customer_id=account.stripe_customer_id)
+    if invoice is None or not invoice.get("amount_paid"):
+        return None
+    payments = stripe_gateway.list_invoice_payments(invoice_id=invoice["id"])
+    intents = [p["payment"]["payment_intent"] for p in payments if (p.get("payment") or {}).get("payment_intent")]
+    if not intents:
+        return None
+    return RefundableInvoice(
+        id=invoice["id"],
+        number=invoice.get("number") or invoice["id"],
+        currency=invoice["currency"],
+        amount_paid=invoice["amount_paid"],
+        created=_timestamp(invoice.get("created")),
+        payment_intent_id=_id(intents[0]),
+    )
+
+
+def refund_last_invoice(*, user, invoice_id: str, amount: int | None, actor, confirmation: str) -> dict:
+    """Refund the last paid invoice, in full (`amount` None) or part, through Stripe.
+
+    `invoice_id` is the invoice staff confirmed: if another was paid since, nothing is refunded. The
+    confirmation token makes the idempotency key, so a resubmitted confirmation refunds once.
+    """
+    invoice = get_refundable_invoice(user=user)
+    if invoice is None or invoice.id != invoice_id:
+        raise Conflict("The last paid invoice is not the one confirmed (paid or refunded since); check it again.")
+    amount = invoice.amount_paid if amount is None else amount
+    if not 0 < amount <= invoice.amount_paid:
+        raise ValidationFailed(fields={"amount": ["Refund more than nothing and at most what was paid."]})
+    refund = stripe_gateway.create_refund(
+        payment_intent_id=invoice.payment_intent_id,
+        amount=amount,
+        idempotency_key=f"cf-refund-{invoice.id}-{confirmation}",
+        metadata={"chatfocus_invoice": invoice.id, "chatfocus_staff": str(actor.id)},
+    )
+    return {"id": refund["id"], "amount": refund["amount"], "currency": refund["currency"], "status": refund["status"]}
+
+
+def _id(value) -> str:
+    return value if isinstance(value, str) else value["id"]
 
 
 def reconcile_accounts(*, only_live: bool = True) -> list[dict]:

@@ -128,6 +128,32 @@ def cancel_subscription_now(*, subscription_id: str):
     return _call("subscription.cancel", stripe.Subscription.cancel, subscription_id, prorate=False)
 
 
+# --- Refunds (staff) ----------------------------------------------------------------------------
+
+
+def last_paid_invoice(*, customer_id: str):
+    """The customer's newest paid invoice, or None."""
+    page = _call("invoice.list", stripe.Invoice.list, customer=customer_id, status="paid", limit=1)
+    return page.data[0] if page.data else None
+
+
+def list_invoice_payments(*, invoice_id: str) -> list:
+    page = _call("invoice_payment.list", stripe.InvoicePayment.list, invoice=invoice_id, status="paid", limit=100)
+    return list(page.data)
+
+
+def create_refund(*, payment_intent_id: str, amount: int, idempotency_key: str, metadata: dict):
+    return _call(
+        "refund.create",
+        stripe.Refund.create,
+        payment_intent=payment_intent_id,
+        amount=amount,
+        reason="requested_by_customer",
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+
+
 # --- Catalogue ----------------------------------------------------------------------------------
 
 

@@ -7,4 +7,9 @@ class SyncsettingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from syncsettings import checks  # noqa: F401  (registers the deploy check)
+        from syncsettings import (
+            checks,  # noqa: F401  (registers the deploy check)
+            personal_data,
+        )
+
+        personal_data.register()
