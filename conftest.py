@@ -38,6 +38,16 @@ def fresh_rate_limit_window():
 
 
 @pytest.fixture
+def event_registry(db):
+    """The analytics registry its data migration seeds (transactional tests elsewhere flush it)."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("analytics.migrations.0002_seed_event_registry").seed(apps, None)
+
+
+@pytest.fixture
 def api_client():
     return APIClient()
 

@@ -1,6 +1,5 @@
 """Export and deletion across apps, and refresh rotation under concurrency."""
 
-import importlib
 import threading
 import time
 import uuid
@@ -19,12 +18,6 @@ from accounts.services import issue_session_tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def event_registry():
-    """The analytics registry its data migration seeds (transactional tests elsewhere flush it)."""
-    importlib.import_module("analytics.migrations.0002_seed_event_registry").seed(apps, None)
 
 
 def rows_referencing(user_id) -> dict[str, int]:
@@ -151,3 +144,80 @@ def test_concurrent_refreshes_with_one_token_let_exactly_one_win():
     # The losers presented a used token: reuse, and the family is revoked.
     assert {code for status, code in statuses if status != 200} <= {"token_reused", "token_invalid"}
     assert "token_reused" in {code for _, code in statuses}
+
+
+TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
+
+
+def tables_holding(*needles: str) -> dict[str, int]:
+    """Rows in any column of any table of the database whose text contains one of the needles (case-insensitive)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND data_type = ANY(%s)",
+            [list(TEXT_TYPES)],
+        )
+        columns = cursor.fetchall()
+        found = {}
+        for table, column in columns:
+            quoted = f"{connection.ops.quote_name(table)}.{connection.ops.quote_name(column)}"
+            conditions = " OR ".join(f"strpos(lower({quoted}::text), %s) > 0" for _ in needles)
+            cursor.execute(
+                f"SELECT count(*) FROM {connection.ops.quote_name(table)} WHERE {conditions}",
+                [needle.lower() for needle in needles],
+            )
+            (count,) = cursor.fetchone()
+            if count:
+                found[f"{table}.{column}"] = count
+    return found
+
+
+def test_after_deletion_no_table_holds_the_users_email_or_stripe_customer_id(
+    event_registry, stripe_fake, stripe_prices, django_capture_on_commit_callbacks
+):
+    from django.contrib.admin.models import LogEntry
+
+    from billing.models import BillingAccount
+    from billing.tests.helpers import send, subscribe
+
+    user, client = make_rich_user()
+    subscription_id = subscribe(stripe_fake, user)
+    customer_id = BillingAccount.objects.get(user=user).stripe_customer_id
+    for paid in (False, True):
+        event = stripe_fake.event(
+            f"invoice.{'paid' if paid else 'finalized'}", stripe_fake.create_invoice(subscription_id, paid=paid)
+        )
+        assert send(APIClient(), event).status_code == 200
+    customer = stripe_fake.objects[customer_id]
+    assert send(APIClient(), stripe_fake.event("customer.updated", stripe_fake._public(customer))).status_code == 200
+    staff = UserFactory(is_staff=True)
+    LogEntry.objects.log_actions(staff.pk, [user], action_flag=2, change_message="Support: signed out")
+    other = UserFactory(email="bystander@example.com")
+    before = tables_holding(user.email, customer_id)
+    # The scan sees the data where it lives: ours, allauth's, dj-stripe's mirror and both event logs.
+    for table in ("accounts_user", "account_emailaddress", "djstripe_customer", "djstripe_invoice"):
+        assert any(key.startswith(f"{table}.") for key in before), (table, before)
+    for table in ("billing_webhookevent", "djstripe_event", "django_admin_log", "djstripe_subscription"):
+        assert any(key.startswith(f"{table}.") for key in before), (table, before)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.delete("/api/users/me", {"password": DEFAULT_PASSWORD}, format="json")
+    assert response.status_code == 204
+    assert tables_holding(user.email, customer_id) == {}
+    assert tables_holding(other.email)  # nobody else's data went
+    (cancel,) = stripe_fake.calls("DELETE", "/v1/subscriptions")
+    assert cancel.path.endswith(subscription_id)
+
+
+def test_export_lists_what_is_kept_about_billing(event_registry, stripe_fake, stripe_prices):
+    from billing.tests.helpers import send, subscribe
+
+    user, client = make_rich_user()
+    subscription_id = subscribe(stripe_fake, user)
+    invoice = stripe_fake.create_invoice(subscription_id, paid=True)
+    assert send(APIClient(), stripe_fake.event("invoice.paid", invoice)).status_code == 200
+    billing = client.get("/api/users/me/export").json()["billing"]
+    (customer,) = billing["stripe_customers"]
+    assert customer["email"] == "rich@example.com" and customer["id"] == billing["stripe_customer_id"]
+    assert [(row["id"], row["status"], row["total"]) for row in billing["invoices"]] == [(invoice["id"], "paid", 500)]
+    assert "Stripe keeps the invoices" in billing["kept_by_stripe_after_deletion"]

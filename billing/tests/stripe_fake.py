@@ -199,6 +199,24 @@ class StripeFake(stripe.HTTPClient):
                 "period_end": int(time.time()),
             },
         )
+        if paid:
+            intent = self._create(
+                "payment_intent",
+                "pi",
+                {"customer": subscription["customer"], "amount": invoice["amount_paid"], "_refunded": 0},
+            )
+            self._create(
+                "invoice_payment",
+                "inpay",
+                {
+                    "invoice": invoice["id"],
+                    "status": "paid",
+                    "amount_paid": invoice["amount_paid"],
+                    "currency": invoice["currency"],
+                    "is_default": True,
+                    "payment": {"type": "payment_intent", "payment_intent": intent["id"]},
+                },
+            )
         return self._public(invoice)
 
     def event(self, type: str, obj: dict, *, created: int | None = None) -> dict:
@@ -332,6 +350,9 @@ class StripeFake(stripe.HTTPClient):
         ("POST", r"/v1/subscriptions/(?P<id>[^/]+)", "modify_subscription"),
         ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", "cancel_subscription"),
         ("GET", r"/v1/invoices/(?P<id>[^/]+)", "get_invoice"),
+        ("GET", r"/v1/invoices", "list_invoices"),
+        ("GET", r"/v1/invoice_payments", "list_invoice_payments"),
+        ("POST", r"/v1/refunds", "create_refund"),
     ]
     EXPANSIONS = {
         "product": set(),
@@ -569,6 +590,32 @@ class StripeFake(stripe.HTTPClient):
 
     def _get_invoice(self, params, id):
         return self._expand(self._get(id, "invoice"), params.get("expand"))
+
+    def _list_invoices(self, params):
+        """Newest first, as Stripe lists them."""
+
+        def matches(invoice):
+            return all(params.get(name) in (None, invoice[name]) for name in ("customer", "status"))
+
+        listing = self._list("invoice", params, matches)
+        listing["data"] = listing["data"][::-1][: int(params.get("limit", 10))]
+        return listing
+
+    def _list_invoice_payments(self, params):
+        def matches(payment):
+            return payment["invoice"] == params.get("invoice") and params.get("status") in (None, payment["status"])
+
+        return self._list("invoice_payment", params, matches)
+
+    def _create_refund(self, params):
+        intent = self._get(params.get("payment_intent"), "payment_intent")
+        amount = int(params.get("amount") or intent["amount"] - intent["_refunded"])
+        if not 0 < amount <= intent["amount"] - intent["_refunded"]:
+            raise _InvalidRequest(f"Refund amount ({amount}) is greater than the unrefunded amount of {intent['id']}.")
+        intent["_refunded"] += amount
+        fields = {"payment_intent": intent["id"], "amount": amount, "currency": "usd", "status": "succeeded"}
+        fields.update(reason=params.get("reason"), metadata=params.get("metadata") or {})
+        return self._public(self._create("refund", "re", fields))
 
 
 class _Missing(Exception):
