@@ -169,18 +169,18 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
     actions = ("delete_accounts",)
 
-    # slug → (permission, method); GET shows what the action will do, POST does it.
+    # slug → (permission, method, label); GET shows what the action will do, POST does it.
     SUPPORT_ACTIONS = {
-        "cancel-at-period-end": (BILLING_PERMISSION, "cancel_at_period_end"),
-        "cancel-now": (BILLING_PERMISSION, "cancel_now"),
-        "resume": (BILLING_PERMISSION, "resume"),
-        "refund": (BILLING_PERMISSION, "refund"),
-        "grant-comp": (BILLING_PERMISSION, "grant_comp"),
-        "revoke-comp": (BILLING_PERMISSION, "revoke_comp"),
-        "resend-verification": (ACCOUNT_PERMISSION, "resend_verification"),
-        "sign-out": (ACCOUNT_PERMISSION, "sign_out"),
-        "deactivate": (ACCOUNT_PERMISSION, "deactivate"),
-        "reactivate": (ACCOUNT_PERMISSION, "reactivate"),
+        "cancel-at-period-end": (BILLING_PERMISSION, "cancel_at_period_end", "Cancel at period end"),
+        "cancel-now": (BILLING_PERMISSION, "cancel_now", "Cancel now"),
+        "resume": (BILLING_PERMISSION, "resume", "Resume"),
+        "refund": (BILLING_PERMISSION, "refund", "Refund the last invoice"),
+        "grant-comp": (BILLING_PERMISSION, "grant_comp", "Grant a comp tier"),
+        "revoke-comp": (BILLING_PERMISSION, "revoke_comp", "Revoke the comp tier"),
+        "resend-verification": (ACCOUNT_PERMISSION, "resend_verification", "Resend the verification email"),
+        "sign-out": (ACCOUNT_PERMISSION, "sign_out", "Sign out every session"),
+        "deactivate": (ACCOUNT_PERMISSION, "deactivate", "Deactivate"),
+        "reactivate": (ACCOUNT_PERMISSION, "reactivate", "Reactivate"),
     }
 
     def get_urls(self):
@@ -221,8 +221,8 @@ class UserAdmin(DjangoUserAdmin):
             "devices": list(sync_services.list_devices(user=user)),
             "preferences": Preferences.objects.filter(user_id=user.id).first() or Preferences(user_id=user.id),
             "actions": [
-                (slug, reverse("admin:accounts_user_support", args=[user.pk, slug]))
-                for slug, (permission, _) in self.SUPPORT_ACTIONS.items()
+                (label, reverse("admin:accounts_user_support", args=[user.pk, slug]))
+                for slug, (permission, _, label) in self.SUPPORT_ACTIONS.items()
                 if request.user.has_perm(permission)
             ],
             "can_export": request.user.has_perm(ACCOUNT_PERMISSION),
@@ -241,7 +241,7 @@ class UserAdmin(DjangoUserAdmin):
     def support_view(self, request, object_id, action):
         if action not in self.SUPPORT_ACTIONS:
             raise Http404("No such action.")
-        permission, method = self.SUPPORT_ACTIONS[action]
+        permission, method, _ = self.SUPPORT_ACTIONS[action]
         user = self._user_or_404(request, object_id, permission)
         try:
             return getattr(self, f"_action_{method}")(request, user)

@@ -30,6 +30,7 @@ DEFAULT_ORDER = 100
 @dataclass(frozen=True)
 class PersonalData:
     key: str
+    title: str
     models: tuple[str, ...]
     export: Callable[..., Any]
     erase: Callable[..., None]
@@ -43,6 +44,7 @@ _registry: dict[str, PersonalData] = {}
 def register(
     key: str,
     *,
+    title: str,
     models: tuple[str, ...],
     export: Callable[..., Any],
     erase: Callable[..., None],
@@ -51,9 +53,10 @@ def register(
 ) -> None:
     """Add an app's section: `export(user=)` → its JSON, `erase(user=)`, `describe(user=)` → lines for staff.
 
-    `key` is the section's name in the export. Registering a key again replaces it (ready() may run twice).
+    `key` is the section's name in the export, `title` its heading for staff. Registering a key again
+    replaces it (ready() may run twice).
     """
-    _registry[key] = PersonalData(key, tuple(models), export, erase, describe, order)
+    _registry[key] = PersonalData(key, title, tuple(models), export, erase, describe, order)
 
 
 def registered() -> list[PersonalData]:

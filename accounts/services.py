@@ -508,14 +508,14 @@ def export_user_data(*, user) -> dict:
 
 
 def describe_erasure(*, user) -> dict[str, list[str]]:
-    """What delete_account would erase, per section, in words staff can check before confirming."""
+    """What delete_account would erase, per section title, in words staff can check before confirming."""
     row = _account_row(user.id)
     account = [
         f"The account {row.email} with its profile, preferences and email addresses",
         f"{Session.objects.filter(user=row).count()} session(s) and their tokens, signed out at once",
         f"{SocialAccount.objects.filter(user=row).count()} connected login provider(s)",
     ]
-    return {"account": account, **{section.key: section.describe(user=row) for section in personal_data.registered()}}
+    return {"Account": account, **{section.title: section.describe(user=row) for section in personal_data.registered()}}
 
 
 def delete_account(*, user, password: str | None = None, staff=None) -> None:

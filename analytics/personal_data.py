@@ -12,6 +12,7 @@ def describe(*, user) -> list[str]:
 def register() -> None:
     personal_data.register(
         "analytics_events",
+        title="Analytics",
         models=("analytics.Event",),
         export=services.export_user_events,
         erase=services.delete_user_events,

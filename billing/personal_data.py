@@ -7,6 +7,7 @@ from billing import services
 def register() -> None:
     personal_data.register(
         "billing",
+        title="Billing",
         models=services.PERSONAL_DATA_MODELS,
         export=services.export_billing_data,
         erase=services.erase_billing_data,

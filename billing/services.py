@@ -647,7 +647,6 @@ def describe_billing_erasure(*, user) -> list[str]:
     for customer_id in customer_ids:
         invoices = Invoice.objects.filter(customer__id=customer_id).count()
         events = _events_naming(WebhookEvent, "payload", customer_id).count()
-        events += _events_naming(Event, "data", customer_id).count()
         lines.append(
             f"Our copy of Stripe customer {customer_id}: the customer, its subscriptions, payment methods, "
             f"{invoices} invoice(s) and {events} stored webhook event(s)"

@@ -15,6 +15,7 @@ def describe(*, user) -> list[str]:
 def register() -> None:
     personal_data.register(
         "sync",
+        title="Settings sync",
         models=(
             "syncsettings.SyncState",
             "syncsettings.Entry",

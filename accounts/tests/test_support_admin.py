@@ -86,7 +86,7 @@ def test_support_page_shows_tier_and_why_sync_usage_preferences_invoices_and_eve
     assert [event.type for event in support["billing"]["webhook_events"]] == ["invoice.paid"]
     assert support["quota"]["keys_used"] == 2 and [d.device_id for d in support["devices"]] == ["laptop-1"]
     page = response.content.decode()
-    for shown in ("laptop-1", "invoice.paid", "analytics opt-in: yes", "Europe/Rome", "5.00 USD", "Cancel-now"):
+    for shown in ("laptop-1", "invoice.paid", "analytics opt-in: yes", "Europe/Rome", "5.00 USD", "Cancel now"):
         assert shown in page
 
 
