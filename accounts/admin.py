@@ -317,6 +317,9 @@ class UserAdmin(DjangoUserAdmin):
         if request.method != "POST" or not form.is_valid():
             return self._confirm(request, user, title="Refund the last paid invoice", lines=lines, form=form)
         amount = form.cleaned_data["amount"]
+        if amount is not None and invoice.currency in ZERO_DECIMAL_CURRENCIES and amount != amount.to_integral_value():
+            form.add_error("amount", f"{invoice.currency.upper()} has no decimals.")
+            return self._confirm(request, user, title="Refund the last paid invoice", lines=lines, form=form)
         amount_minor = None if amount is None else minor_units(amount, invoice.currency)
         if request.POST.get("confirm") != "yes":
             shown = paid if amount_minor is None else major_units(amount_minor, invoice.currency)
@@ -440,6 +443,9 @@ class UserAdmin(DjangoUserAdmin):
         deleted = 0
         for user in users:
             user_id = user.pk
+            if user_id == request.user.pk:
+                self.message_user(request, "Delete your own account from your account page.", messages.ERROR)
+                continue
             try:
                 services.delete_account(user=user, staff=request.user)
             except DomainError as error:

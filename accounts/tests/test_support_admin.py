@@ -255,8 +255,13 @@ def test_deactivating_setting_the_password_or_deleting_in_the_admin_signs_out_at
 
 
 def test_admin_delete_of_a_user_with_sync_data_and_a_subscription_erases_everything(
-    staff_client, staff, stripe_fake, stripe_prices, event_registry, django_capture_on_commit_callbacks
+    client, stripe_fake, stripe_prices, event_registry, django_capture_on_commit_callbacks
 ):
+    # Not a superuser: deleting needs "Can delete user" only, not permissions on every app's tables.
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "delete_user"]))
+    staff_client = client
+    staff_client.force_login(staff)
     user, client = make_rich_user()
     subscription_id = subscribe(stripe_fake, user)
     customer_id = BillingAccount.objects.get(user=user).stripe_customer_id
@@ -330,9 +335,15 @@ def test_nobody_else_gets_anything_from_the_support_urls(client, who, stripe_fak
     calls_before = len(stripe_fake.requests)
     visitor = UserFactory(is_staff=who != "customer")
     if who != "customer":
-        # Can open the user list, but holds none of the permissions the actions need.
+        # Can open the user's page, but holds none of the permissions the actions need.
         visitor.user_permissions.add(Permission.objects.get(codename="view_user"))
     client.force_login(visitor)
+    page = client.get(reverse("admin:accounts_user_change", args=[target.pk]))
+    if who == "customer":
+        assert page.status_code == 302
+    else:
+        assert page.status_code == 200 and page.context["support"]["actions"] == []
+        assert not page.context["support"]["can_export"] and b"/support/" not in page.content
     for method, url in every_support_url(target):
         body = {"confirm": "yes", "tier": "pro", "until": "2099-01-01 00:00", "amount": "1.00"}
         response = getattr(client, method)(url, body if method == "post" else None)
@@ -346,3 +357,20 @@ def test_nobody_else_gets_anything_from_the_support_urls(client, who, stripe_fak
     assert len(stripe_fake.requests) == calls_before
     assert BillingAccount.objects.get(user=target).status == "active" and not mail.outbox
     assert not LogEntry.objects.exists()
+
+
+def test_a_stripe_failure_changes_nothing_and_is_shown(staff_client, staff, stripe_fake, stripe_prices):
+    user = UserFactory()
+    subscribe(stripe_fake, user)
+    stripe_fake.fail("DELETE", "/v1/subscriptions")
+    response = staff_client.post(action_url(user, "cancel-now"), follow=True)
+    assert "payment provider failed" in str(list(response.context["messages"])[0])
+    assert BillingAccount.objects.get(user=user).status == "active" and support_log(user, staff) == []
+    deleting = staff_client.post(reverse("admin:accounts_user_delete", args=[user.pk]), {"confirm": "yes"})
+    assert deleting.status_code == 302 and User.objects.filter(pk=user.pk).exists()
+    assert not LogEntry.objects.filter(action_flag=DELETION).exists()
+
+
+def test_staff_cannot_delete_their_own_account_from_the_admin(staff_client, staff):
+    staff_client.post(reverse("admin:accounts_user_delete", args=[staff.pk]), {"confirm": "yes"})
+    assert User.objects.filter(pk=staff.pk).exists()
