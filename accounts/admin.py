@@ -30,6 +30,7 @@ from accounts.oauth import PROVIDERS
 from accounts.sessions import revoke_session_by_id
 from billing import services as billing_services
 from billing.admin import CompGrantForm
+from billing.selectors import account_state, has_live_subscription
 from billing.services import TIERS, filter_users_by_tier
 from chatfocus.exceptions import DomainError
 from syncsettings import services as sync_services
@@ -206,10 +207,30 @@ class UserAdmin(DjangoUserAdmin):
             extra_context = {**(extra_context or {}), "support": self._support_context(request, user)}
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def _applicable_actions(self, user, billing: dict, email_verified: bool) -> set[str]:
+        """The actions that make sense for the account as it is now (the others are not offered)."""
+        account = billing["account"]
+        live = bool(account) and has_live_subscription(account_state(account))
+        applicable = {
+            "cancel-at-period-end": live and not account.cancel_at_period_end,
+            "cancel-now": live,
+            "resume": live and account.cancel_at_period_end,
+            "refund": bool(account and account.stripe_customer_id),
+            "grant-comp": True,
+            "revoke-comp": bool(account and account.comp_tier),
+            "resend-verification": user.is_active and (not email_verified or bool(user.pending_email)),
+            "sign-out": True,
+            "deactivate": user.is_active,
+            "reactivate": not user.is_active,
+        }
+        return {slug for slug, offered in applicable.items() if offered}
+
     def _support_context(self, request, user) -> dict:
         billing = billing_services.get_support_overview(user=user)
+        email_verified = services.is_email_verified(user=user)
+        applicable = self._applicable_actions(user, billing, email_verified)
         return {
-            "email_verified": services.is_email_verified(user=user),
+            "email_verified": email_verified,
             "pending_email": user.pending_email,
             "billing": billing,
             "tier_changes": billing["tier_changes"],
@@ -223,7 +244,7 @@ class UserAdmin(DjangoUserAdmin):
             "actions": [
                 (label, reverse("admin:accounts_user_support", args=[user.pk, slug]))
                 for slug, (permission, _, label) in self.SUPPORT_ACTIONS.items()
-                if request.user.has_perm(permission)
+                if slug in applicable and request.user.has_perm(permission)
             ],
             "can_export": request.user.has_perm(ACCOUNT_PERMISSION),
         }

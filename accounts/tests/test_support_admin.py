@@ -86,8 +86,18 @@ def test_support_page_shows_tier_and_why_sync_usage_preferences_invoices_and_eve
     assert [event.type for event in support["billing"]["webhook_events"]] == ["invoice.paid"]
     assert support["quota"]["keys_used"] == 2 and [d.device_id for d in support["devices"]] == ["laptop-1"]
     page = response.content.decode()
-    for shown in ("laptop-1", "invoice.paid", "analytics opt-in: yes", "Europe/Rome", "5.00 USD", "Cancel now"):
+    for shown in ("laptop-1", "invoice.paid", "analytics opt-in: yes", "Europe/Rome", "5.00 USD"):
         assert shown in page
+    # Only what fits the account now: it is verified, active, subscribed and not canceling.
+    offered = [label for label, _ in support["actions"]]
+    assert offered == [
+        "Cancel at period end",
+        "Cancel now",
+        "Refund the last invoice",
+        "Grant a comp tier",
+        "Sign out every session",
+        "Deactivate",
+    ]
 
 
 def test_cancel_now_ends_the_subscription_in_stripe_and_drops_the_tier(staff_client, staff, stripe_fake, stripe_prices):
