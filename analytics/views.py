@@ -7,6 +7,7 @@ from django.views.decorators.http import require_safe
 from django_prometheus.exports import ExportToDjangoView
 
 from chatfocus.exceptions import error_response
+from chatfocus.monitoring import operations_metrics
 
 
 @require_safe
@@ -24,4 +25,6 @@ def metrics(request):
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return ExportToDjangoView(request)
+    response = ExportToDjangoView(request)
+    response.content += operations_metrics()
+    return response

@@ -1,10 +1,11 @@
-"""Request-scoped context (request id, user id) attached to every log line."""
+"""Request-scoped context (request id, user id, running Celery task) attached to every log line."""
 
 import contextvars
 import logging
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 user_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
+task_name_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_name", default=None)
 
 
 def bind_user_id(user_id) -> None:
@@ -20,7 +21,18 @@ class RequestContextFilter(logging.Filter):
             record.request_id = request_id_var.get()
         if not hasattr(record, "user_id"):
             record.user_id = user_id_var.get()
+        task_name = task_name_var.get()
+        if task_name and not hasattr(record, "task"):
+            record.task = task_name
         return True
+
+
+def add_request_id_tag(event, hint):
+    """Sentry event processor: the request id as a tag, so an error leads to its log lines (web or task)."""
+    request_id = request_id_var.get()
+    if request_id:
+        event.setdefault("tags", {})["request_id"] = request_id
+    return event
 
 
 class TaskArgumentsFilter(logging.Filter):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,6 +132,28 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Every task stops: a soft limit raises SoftTimeLimitExceeded inside it, the hard limit kills the worker
+# child. Beat's long nightly jobs get more (annotations below).
+CELERY_TASK_SOFT_TIME_LIMIT = 5 * 60
+CELERY_TASK_TIME_LIMIT = 6 * 60
+CELERY_TASK_ANNOTATIONS = {
+    "billing.tasks.reconcile_accounts_task": {"soft_time_limit": 30 * 60, "time_limit": 32 * 60},
+    "analytics.tasks.rollup_recent_days_task": {"soft_time_limit": 20 * 60, "time_limit": 22 * 60},
+}
+# Logs go through LOGGING (JSON), set up by chatfocus.celery's setup_logging receiver.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat's state file lives outside the code directory, which the image's runtime user cannot write.
+CELERY_BEAT_SCHEDULE_FILENAME = env(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=os.path.join(tempfile.gettempdir(), "chatfocus-celerybeat-schedule")
+)
+# Beat queues a heartbeat task this often; the worker records it, /metrics exports its age
+# (chatfocus_beat_heartbeat_timestamp_seconds) and an alert fires when it goes stale.
+BEAT_HEARTBEAT_SECONDS = env.int("BEAT_HEARTBEAT_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["beat-heartbeat"] = {
+    "task": "chatfocus.tasks.beat_heartbeat_task",
+    "schedule": timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
+    "options": {"expires": BEAT_HEARTBEAT_SECONDS},
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -237,6 +260,11 @@ SERVER_EMAIL = FROM_EMAIL
 if SENDGRID_API_KEY:
     EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
     ANYMAIL = {"SENDGRID_API_KEY": SENDGRID_API_KEY}
+elif env("EMAIL_HOST", default=""):
+    # Plain SMTP: the compose stack's mailpit (a local mail catcher), or a relay of your own.
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env("EMAIL_HOST")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
@@ -295,6 +323,27 @@ CELERY_BEAT_SCHEDULE["billing-record-expired-tiers"] = {
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {
     "task": "billing.tasks.reconcile_accounts_task",
     "schedule": crontab(minute=15, hour=4),
+}
+
+# --- Cleanup (beat, nightly) ----------------------------------------------------------------
+# Stored Stripe webhook payloads are emptied after this many days; the event row (its id, for
+# dedupe of Stripe's retries) stays. Failed events keep theirs for the admin's replay.
+WEBHOOK_PAYLOAD_RETENTION_DAYS = env.int("WEBHOOK_PAYLOAD_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["cleanup-expired-tokens"] = {
+    "task": "chatfocus.tasks.flush_expired_tokens_task",
+    "schedule": crontab(minute=0, hour=2),
+}
+CELERY_BEAT_SCHEDULE["cleanup-django-sessions"] = {
+    "task": "chatfocus.tasks.clear_expired_sessions_task",
+    "schedule": crontab(minute=10, hour=2),
+}
+CELERY_BEAT_SCHEDULE["cleanup-ended-api-sessions"] = {
+    "task": "chatfocus.tasks.prune_ended_api_sessions_task",
+    "schedule": crontab(minute=20, hour=2),
+}
+CELERY_BEAT_SCHEDULE["cleanup-webhook-payloads"] = {
+    "task": "chatfocus.tasks.prune_webhook_payloads_task",
+    "schedule": crontab(minute=30, hour=2),
 }
 
 # --- API ------------------------------------------------------------------------------------
@@ -436,11 +485,15 @@ if SENTRY_DSN:
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
 
+    from chatfocus.logging import add_request_id_tag
+
     sentry_sdk.init(
         dsn=SENTRY_DSN,
-        integrations=[DjangoIntegration(), CeleryIntegration()],
+        # monitor_beat_tasks: Sentry Crons sees each beat task start and finish (a missed run alerts).
+        integrations=[DjangoIntegration(), CeleryIntegration(monitor_beat_tasks=True)],
         send_default_pii=False,
         release=env("SENTRY_RELEASE", default=None),
         environment=env("SENTRY_ENVIRONMENT", default="production"),
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
+    sentry_sdk.get_global_scope().add_event_processor(add_request_id_tag)
