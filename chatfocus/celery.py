@@ -26,11 +26,13 @@ _task_context: dict[str, tuple] = {}
 
 
 @signals.setup_logging.connect
-def use_django_logging(**kwargs):
+def use_django_logging(loglevel=None, **kwargs):
     """Replaces Celery's text logging with the project's JSON config (a receiver here stops Celery's own)."""
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    if loglevel:  # --loglevel on the command line wins over LOG_LEVEL
+        logging.getLogger().setLevel(loglevel)
 
 
 @signals.before_task_publish.connect
