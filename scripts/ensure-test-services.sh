@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure what the test suite talks to is running: PostgreSQL, Redis and Debian's Chromium.
+# Make sure what the test suite talks to is running: PostgreSQL, Redis, Debian's Chromium and Prometheus.
 set -euo pipefail
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
@@ -26,4 +26,13 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
   [ -x /usr/bin/chromium ] || { echo "Browser tests need Debian's 'chromium' package at /usr/bin/chromium: run 'apt-get install -y chromium' as root." >&2; exit 1; }
+fi
+
+# The monitoring tests check the alert rules with promtool and run a real Prometheus against a live server.
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's prometheus for the monitoring tests..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || { echo "Monitoring tests need Debian's 'prometheus' package (prometheus, promtool): run 'apt-get install -y prometheus' as root." >&2; exit 1; }
 fi
