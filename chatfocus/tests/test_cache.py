@@ -8,17 +8,15 @@ from django.conf import settings
 from chatfocus.cache import InvalidationRetryingRedisCache
 from chatfocus.tests.test_faults import TcpProxy
 
-PROXY_PORT = 8115
-
 
 @pytest.fixture
 def redis_behind_proxy():
     host, port = settings.REDIS_URL.split("//")[1].split("/")[0].split(":")
     database = settings.REDIS_URL.rsplit("/", 1)[1] or "0"
-    proxy = TcpProxy(port=PROXY_PORT, target=(host, int(port)))
+    proxy = TcpProxy(target=(host, int(port)))
     proxy.start()
     cache = InvalidationRetryingRedisCache(
-        f"redis://127.0.0.1:{PROXY_PORT}/{database}",
+        f"redis://127.0.0.1:{proxy.port}/{database}",
         {
             "KEY_PREFIX": "cf-cache-test",
             "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},

@@ -25,16 +25,17 @@ from redis.connection import parse_url
 from accounts.models import Session
 from accounts.services import issue_session_tokens
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from billing.stripe_gateway import MAX_NETWORK_RETRIES
+from chatfocus.tests.test_deploy import free_port
 from chatfocus.tests.test_project import ROOT
 
-DB_PROXY_PORT, REDIS_PROXY_PORT, SERVER_PORT = 8111, 8112, 8113
 SERVER_APPLICATION_NAME = "cf-fault-server"
 
 
 class TcpProxy:
     """A loopback TCP forwarder the test can cut (drop every connection, refuse new ones) and restore."""
 
-    def __init__(self, *, port: int, target: tuple[str, int]):
+    def __init__(self, *, target: tuple[str, int], port: int = 0):
         self.port, self.target = port, target
         self.lock = threading.Lock()
         self.listener = None
@@ -44,6 +45,7 @@ class TcpProxy:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]  # the OS's free port at the first start; restore() reuses it
         listener.listen(64)
         self.listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -98,10 +100,10 @@ class TcpProxy:
 class Server:
     """A gunicorn process and a tiny JSON HTTP client for it."""
 
-    def __init__(self, process, log_path, db_proxy, redis_proxy):
+    def __init__(self, process, log_path, db_proxy, redis_proxy, port):
         self.process, self.log_path = process, log_path
         self.db_proxy, self.redis_proxy = db_proxy, redis_proxy
-        self.base_url = f"http://127.0.0.1:{SERVER_PORT}"
+        self.base_url = f"http://127.0.0.1:{port}"
 
     def request(self, method, path, body=None, *, token=None, headers=None):
         """(status, headers, parsed JSON body or None) of one request; never raises on an HTTP error status."""
@@ -146,41 +148,42 @@ def wait_until_serving(server: Server, seconds=30):
         except OSError:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not serve on {SERVER_PORT}:\n{server.log()}")
+    raise AssertionError(f"gunicorn did not serve on {server.base_url}:\n{server.log()}")
 
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
     """gunicorn (shipped config, one worker, Celery not eager as in production) behind DB and Redis proxies."""
     database = connection.settings_dict
-    db_proxy = TcpProxy(port=DB_PROXY_PORT, target=(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    db_proxy = TcpProxy(target=(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
     redis = parse_url(settings.REDIS_URL)
-    redis_proxy = TcpProxy(port=REDIS_PROXY_PORT, target=(redis.get("host", "127.0.0.1"), redis.get("port", 6379)))
+    redis_proxy = TcpProxy(target=(redis.get("host", "127.0.0.1"), redis.get("port", 6379)))
     db_proxy.start()
     redis_proxy.start()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("faults") / "gunicorn.log"
     env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         DATABASE_URL=(
-            f"postgres://{database['USER']}@127.0.0.1:{DB_PROXY_PORT}/{database['NAME']}"
+            f"postgres://{database['USER']}@127.0.0.1:{db_proxy.port}/{database['NAME']}"
             f"?application_name={SERVER_APPLICATION_NAME}"
         ),
-        REDIS_URL=f"redis://127.0.0.1:{REDIS_PROXY_PORT}/{redis.get('db', 0)}",
+        REDIS_URL=f"redis://127.0.0.1:{redis_proxy.port}/{redis.get('db', 0)}",
         CELERY_TASK_ALWAYS_EAGER="0",
         WEB_CONCURRENCY="1",
         LOG_LEVEL="WARNING",
-        PORT=str(SERVER_PORT),
+        PORT=str(port),
     )
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{SERVER_PORT}"]
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
             + ["chatfocus.wsgi"],
             cwd=ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(process, log_path, db_proxy, redis_proxy)
+    server = Server(process, log_path, db_proxy, redis_proxy, port)
     try:
         wait_until_serving(server)
         yield server
@@ -461,8 +464,6 @@ def test_redis_down_degrades_cache_rate_limits_and_task_queue_without_failing_a_
 
 # --- Stripe unreachable -----------------------------------------------------------------------
 
-STRIPE_SILENT_PORT = 8114
-
 
 @pytest.fixture
 def stripe_unreachable(stripe_fake, monkeypatch):
@@ -474,18 +475,33 @@ def stripe_unreachable(stripe_fake, monkeypatch):
 
     class Switch:
         listener = None
+        connections: list[socket.socket] = []
 
         def cut(self):
             monkeypatch.setattr(stripe, "default_http_client", stripe.new_default_http_client(timeout=0.3))
 
         def go_silent(self):
-            self.listener = socket.create_server(("127.0.0.1", STRIPE_SILENT_PORT), backlog=16)
-            monkeypatch.setattr(stripe, "api_base", f"http://127.0.0.1:{STRIPE_SILENT_PORT}")
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+            self.connections = []
+            threading.Thread(target=self._hold, daemon=True).start()
+            monkeypatch.setattr(stripe, "api_base", f"http://127.0.0.1:{self.listener.getsockname()[1]}")
+
+        def _hold(self):
+            """Accepts each attempt and never answers: the count of connections is the count of attempts."""
+            while True:
+                try:
+                    connection, _ = self.listener.accept()
+                except OSError:
+                    return
+                self.connections.append(connection)
 
     switch = Switch()
     yield switch
     if switch.listener is not None:
+        switch.listener.shutdown(socket.SHUT_RDWR)
         switch.listener.close()
+        for connection in switch.connections:
+            connection.close()
 
 
 def billing_snapshot(user) -> tuple:
@@ -551,11 +567,14 @@ def test_stripe_that_never_answers_times_out_into_502_with_no_local_change(
     stripe_unreachable.cut()
     stripe_unreachable.go_silent()
 
-    started = time.monotonic()
     response = client.put("/api/subscriptions", {"tier": "premium"}, format="json")
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
-    # Three attempts (two retries) of 0.3 s each and Stripe's back-off between them, not a hung worker.
-    assert time.monotonic() - started < 5
+    # Three attempts (two retries) of 0.3 s each, then the 502: a bounded wait, not a hung worker. The
+    # holding thread may still be accepting the last attempt from the kernel's queue.
+    deadline = time.monotonic() + 30
+    while len(stripe_unreachable.connections) < 1 + MAX_NETWORK_RETRIES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(stripe_unreachable.connections) == 1 + MAX_NETWORK_RETRIES
     assert billing_snapshot(client.user) == before
     assert client.get("/api/subscriptions").json()["tier"] == "pro"

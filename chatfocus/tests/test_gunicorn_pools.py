@@ -5,10 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatfocus.tests.test_deploy import wait_until_serving
+from chatfocus.tests.test_deploy import free_port, wait_until_serving
 from chatfocus.tests.test_project import PROD_ENV, ROOT
-
-WEB_PORT, LOGIN_PORT = 8137, 8138
 
 
 def start_pool(pool: str, port: int, metrics_dir: Path) -> subprocess.Popen:
@@ -45,12 +43,13 @@ def stop(process: subprocess.Popen) -> None:
 
 def test_login_pool_workers_run_at_lower_cpu_priority_than_web_workers(tmp_path):
     metrics_dir = tmp_path / "prometheus"
+    web_port, login_port = free_port(), free_port()
     # Started together and sharing the metrics directory, as a deploy starts them.
-    web = start_pool("web", WEB_PORT, metrics_dir)
-    login = start_pool("login", LOGIN_PORT, metrics_dir)
+    web = start_pool("web", web_port, metrics_dir)
+    login = start_pool("login", login_port, metrics_dir)
     try:
-        wait_until_serving(WEB_PORT, web)
-        wait_until_serving(LOGIN_PORT, login)
+        wait_until_serving(web_port, web)
+        wait_until_serving(login_port, login)
         (web_worker,), (login_worker,) = worker_pids(web), worker_pids(login)
         assert nice_of(web_worker) == nice_of(os.getpid())
         assert nice_of(login_worker) == 19
