@@ -142,6 +142,6 @@ def test_the_compose_web_healthcheck_passes_against_the_procfile_web_process(gun
     _, env = gunicorn_server
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     command = services["web"]["healthcheck"]["test"][1:]
-    command = [part.replace("127.0.0.1:8000", f"127.0.0.1:{env['PORT']}") for part in command]
+    command = [part.replace(":8000/", f":{env['PORT']}/") for part in command]
     result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr

@@ -275,3 +275,33 @@ def test_env_example_lists_every_variable_the_code_reads():
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert {"SECRET_KEY", "WEBHOOK_PAYLOAD_RETENTION_DAYS", "GUNICORN_POOL"} <= set(read)
     assert {name: path for name, path in read.items() if name not in listed} == {}
+
+
+# --- 9. A suite that cannot flake -----------------------------------------------------------
+
+
+def test_an_exception_in_a_test_thread_fails_the_test(tmp_path):
+    (tmp_path / "test_probe.py").write_text(
+        "import threading\n\n\ndef test_probe():\n"
+        "    thread = threading.Thread(target=lambda: 1 / 0)\n    thread.start()\n    thread.join()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(tmp_path)]
+        + ["-p", "no:cacheprovider", "-q", str(tmp_path / "test_probe.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed" in result.stdout and "ZeroDivisionError" in result.stdout
+
+
+def test_no_test_binds_a_fixed_port():
+    fixed = re.compile(r"(?:PORT\w*\s*=\s*\(?\s*8\d{3}|127\.0\.0\.1:8\d{3}|bind\(\(\"127\.0\.0\.1\", 8\d{3})")
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.glob("*/tests/*.py")
+        if fixed.search(path.read_text()) and path.name != "test_operations.py"
+    ]
+    assert offenders == []
