@@ -100,7 +100,9 @@ def celery_processes(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_beat_schedules_the_worker_runs_and_both_log_json_with_request_id_and_task(celery_processes, monkeypatch):
+def test_beat_schedules_the_worker_runs_and_both_log_json_with_request_id_and_task(
+    celery_processes, monkeypatch, tmp_path
+):
     worker_log, beat_log = celery_processes["worker"][1], celery_processes["beat"][1]
     heartbeat = "chatfocus.tasks.beat_heartbeat_task"
 
@@ -122,6 +124,8 @@ def test_beat_schedules_the_worker_runs_and_both_log_json_with_request_id_and_ta
     assert worker_line["logger"] == "celery.app.trace" and worker_line["level"] == "INFO"
     assert worker_line["data"]["id"] == beat_line["task_id"]
     assert "args" not in worker_line["data"]  # task arguments stay out of the logs
+    # Beat keeps its state where it was told (the image's code directory is not writable), never in the code.
+    assert list(tmp_path.glob("beat-schedule*")) and not list(ROOT.glob("celerybeat-schedule*"))
 
     # A web request queues an email through the broker; the worker sends it under the request's id.
     monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
