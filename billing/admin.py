@@ -8,6 +8,7 @@ from django.utils import timezone
 from billing import services, webhooks
 from billing.models import BillingAccount, TierChange, WebhookEvent
 from billing.selectors import PAID_TIERS, account_state, entitlements_from_state
+from billing.tiers import PRIORITY_SUPPORT
 from chatfocus.exceptions import DomainError
 
 
@@ -45,7 +46,8 @@ class BillingAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Tier now")
     def tier_now(self, account):
         entitlements = entitlements_from_state(account_state(account))
-        return f"{entitlements.tier} ({entitlements.source})"
+        support = " · priority support" if PRIORITY_SUPPORT in entitlements.features else ""
+        return f"{entitlements.tier} ({entitlements.source}){support}"
 
     @admin.action(description="Resync from Stripe")
     def resync_from_stripe(self, request, queryset):

@@ -12,8 +12,9 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from billing.models import BillingAccount
-from billing.tiers import FREE, PREMIUM, PRO, TIERS, Limits, tier_rank
+from billing.tiers import FEATURE_TITLES, FREE, PREMIUM, PRO, TIERS, Limits, tier_rank
 from chatfocus.cache import get_prefetched
+from chatfocus.exceptions import FeatureNotAvailable
 
 PAID_TIERS = (PRO, PREMIUM)
 INTERVALS = ("month", "year")
@@ -136,6 +137,18 @@ def get_entitlements(*, user, prefetched: dict | None = None) -> Entitlements:
     keys, so a hot path reads its cache and the entitlements in one round trip.
     """
     return entitlements_from_state(_cached_state(user.id, prefetched))
+
+
+def require_feature(*, user, feature: str, prefetched: dict | None = None) -> Entitlements:
+    """The user's entitlements; 403 `feature_not_available` when their tier lacks `feature`."""
+    entitlements = get_entitlements(user=user, prefetched=prefetched)
+    if feature not in entitlements.features:
+        title = TIERS[entitlements.tier].title
+        raise FeatureNotAvailable(
+            f"Your {title} plan does not include {FEATURE_TITLES[feature].lower()}: upgrade to use it.",
+            details={"feature": feature, "tier": entitlements.tier},
+        )
+    return entitlements
 
 
 def entitlements_cache_keys(*, user_id) -> list[str]:

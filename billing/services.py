@@ -35,6 +35,7 @@ from billing.selectors import (
     get_entitlements,
     has_live_subscription,
     list_plans,
+    require_feature,
     resolve_tier,
 )
 from billing.tiers import BOOTSTRAP_CURRENCY, BOOTSTRAP_PRICES, FREE, TIERS, tier_rank
@@ -44,6 +45,7 @@ from chatfocus.exceptions import Conflict, NotFound, ServiceUnavailable, Upstrea
 __all__ = [
     "Entitlements",
     "get_entitlements",
+    "require_feature",
     "entitlements_cache_keys",
     "list_plans",
     "count_paid_conversions_by_day",

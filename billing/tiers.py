@@ -8,6 +8,20 @@ MB = 1024 * KB
 FREE, PRO, PREMIUM = "free", "pro", "premium"
 TIER_ORDER = (FREE, PRO, PREMIUM)
 
+# A tier lists a feature only when the server provides or enforces it (DESIGN.md section 4): history and
+# snapshots are refused to a tier without them, secret keys on write, priority support is shown to staff
+# in the admin, and sync is what every tier is for. Encryption is never a paid extra.
+SYNC, HISTORY, SNAPSHOTS, SECRET_KEYS = "sync", "history", "snapshots", "secret_keys"
+PRIORITY_SUPPORT = "priority_support"
+FEATURE_TITLES = {
+    SYNC: "Settings sync across devices",
+    HISTORY: "Change history",
+    SNAPSHOTS: "Snapshots you can restore",
+    SECRET_KEYS: "Encrypted secret settings",
+    PRIORITY_SUPPORT: "Priority support",
+}
+EVERY_TIER = (SYNC, HISTORY, SNAPSHOTS, SECRET_KEYS)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -32,19 +46,19 @@ TIERS = {
         FREE,
         "Free",
         Limits(sync_bytes=256 * KB, value_bytes=16 * KB, keys=1_000, devices=3, history_days=7, snapshots=3),
-        ("sync", "snapshots"),
+        EVERY_TIER,
     ),
     PRO: Tier(
         PRO,
         "Pro",
         Limits(sync_bytes=5 * MB, value_bytes=64 * KB, keys=10_000, devices=10, history_days=90, snapshots=30),
-        ("sync", "snapshots", "history", "secret_keys"),
+        EVERY_TIER,
     ),
     PREMIUM: Tier(
         PREMIUM,
         "Premium",
         Limits(sync_bytes=25 * MB, value_bytes=192 * KB, keys=50_000, devices=50, history_days=365, snapshots=100),
-        ("sync", "snapshots", "history", "secret_keys", "priority_support"),
+        (*EVERY_TIER, PRIORITY_SUPPORT),
     ),
 }
 

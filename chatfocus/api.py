@@ -31,7 +31,7 @@ ERROR_DESCRIPTIONS = {
     401: (
         "Missing or invalid credentials (`not_authenticated`, `token_invalid`, `token_reused`, `invalid_credentials`)."
     ),
-    403: "`permission_denied`.",
+    403: "`permission_denied`, or `feature_not_available` when the plan lacks the feature.",
     404: "`not_found`.",
     405: "`method_not_allowed`.",
     409: "Conflict with current state (`conflict`, `subscription_exists`, `cursor_ahead`).",

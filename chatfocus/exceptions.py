@@ -51,6 +51,10 @@ class PermissionDenied(DomainError):
     code, status, message = "permission_denied", 403, "You do not have permission to do this."
 
 
+class FeatureNotAvailable(PermissionDenied):
+    code, message = "feature_not_available", "Your plan does not include this feature."
+
+
 class NotFound(DomainError):
     code, status, message = "not_found", 404, "Not found."
 

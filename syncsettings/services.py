@@ -29,6 +29,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from billing import services as billing_services
+from billing.tiers import HISTORY, SECRET_KEYS, SNAPSHOTS
 from chatfocus.cache import get_many_prefetched, get_prefetched
 from chatfocus.exceptions import (
     DomainError,
@@ -514,6 +515,8 @@ def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None
     # Looked up before the lock, with the tier limits in one round trip: a known device (the usual
     # case) adds nothing to the lock's hold.
     cached = get_many_prefetched(push_cache_keys(user_id=user.id), prefetched)
+    if any(op.op != "delete" and is_secret(op.key) for op in ops):
+        billing_services.require_feature(user=user, feature=SECRET_KEYS, prefetched=cached)
     device_known = device_id in (cached.get(_devices_key(user.id)) or frozenset())
 
     op_ids, keys = [op.op_id for op in ops], list({op.key for op in ops})
@@ -714,6 +717,8 @@ def replace_settings(*, user, settings: dict, if_match: int | None) -> dict:
     """Replace the whole document (If-Match required): an auto snapshot first, then the diff as server ops."""
     if if_match is None:
         raise PreconditionRequired('Send If-Match: "v<version>" with the version you last read.')
+    if any(is_secret(key) for key in settings):
+        billing_services.require_feature(user=user, feature=SECRET_KEYS)
 
     def build(state, now, limits):
         if state.version != if_match:
@@ -828,6 +833,7 @@ def delete_device(*, user, device_id: str) -> None:
 
 
 def list_snapshots(*, user) -> QuerySet:
+    billing_services.require_feature(user=user, feature=SNAPSHOTS)
     return Snapshot.objects.filter(user_id=user.id).defer("document").order_by("-created_at", "-id")
 
 
@@ -869,6 +875,7 @@ def _take_snapshot(*, user_id, reason: str, label: str, limits, now) -> Snapshot
 
 def create_snapshot(*, user, label: str = "") -> Snapshot:
     """A manual snapshot of the current document."""
+    billing_services.require_feature(user=user, feature=SNAPSHOTS)
     limits = get_limits(user=user)
     with transaction.atomic():
         _lock_state(user.id)
@@ -877,6 +884,7 @@ def create_snapshot(*, user, label: str = "") -> Snapshot:
 
 def restore_snapshot(*, user, snapshot_id: int) -> dict:
     """Write the snapshot's document as new server ops (every device converges); undo via the pre-restore snapshot."""
+    billing_services.require_feature(user=user, feature=SNAPSHOTS)
     snapshot = Snapshot.objects.filter(user_id=user.id, id=snapshot_id).first()
     if snapshot is None:
         raise NotFound("No such snapshot.")
@@ -933,6 +941,7 @@ def get_quota(*, user) -> dict:
 
 def list_history(*, user, key: str | None = None) -> QuerySet:
     """The user's change log (applied and superseded ops), optionally for one key; newest first."""
+    billing_services.require_feature(user=user, feature=HISTORY)
     changes = Change.objects.filter(user_id=user.id)
     if key is not None:
         changes = changes.filter(key=key)

@@ -85,7 +85,7 @@ class PushView(SyncView):
             "deletes are always allowed). A new device_id registers the device (counts against the device limit)."
         ),
         request=PushRequestSerializer,
-        responses={200: PushResponseSerializer, **error_responses(413, 422)},
+        responses={200: PushResponseSerializer, **error_responses(403, 413, 422)},
         tags=TAGS,
     )
     def post(self, request):
@@ -172,7 +172,7 @@ class SettingsView(SyncView):
             )
         ],
         request=SettingsReplaceSerializer,
-        responses={200: SettingsDocumentSerializer, **error_responses(412, 422, 428)},
+        responses={200: SettingsDocumentSerializer, **error_responses(403, 412, 422, 428)},
         tags=TAGS,
     )
     def put(self, request):
@@ -234,7 +234,7 @@ class SnapshotsView(SyncView):
     @extend_schema(
         operation_id="sync_snapshots_list",
         summary="Snapshots of the settings document",
-        responses={200: SnapshotSerializer(many=True)},
+        responses={200: SnapshotSerializer(many=True), **error_responses(403)},
         tags=TAGS,
     )
     def get(self, request):
@@ -245,7 +245,7 @@ class SnapshotsView(SyncView):
         summary="Take a manual snapshot",
         description="Past the tier's snapshot count → 422 (automatic snapshots make room by rotating out).",
         request=SnapshotSerializer,
-        responses={201: SnapshotSerializer, **error_responses(422)},
+        responses={201: SnapshotSerializer, **error_responses(403, 422)},
         tags=TAGS,
     )
     def post(self, request):
@@ -264,7 +264,7 @@ class SnapshotRestoreView(SyncView):
             "`pre_restore` snapshot is taken first: restore `undo_snapshot_id` to undo."
         ),
         request=None,
-        responses={200: RestoreResultSerializer, **error_responses(422)},
+        responses={200: RestoreResultSerializer, **error_responses(403, 422)},
         tags=TAGS,
     )
     def post(self, request, snapshot_id):
@@ -283,7 +283,7 @@ class HistoryView(SyncView):
         summary="Change log, newest first",
         description="Applied and superseded ops within the tier's history window, optionally of one key.",
         parameters=[OpenApiParameter("key", str, description="Only this key.")],
-        responses={200: ChangeSerializer(many=True), **error_responses(400)},
+        responses={200: ChangeSerializer(many=True), **error_responses(400, 403)},
         tags=TAGS,
     )
     def get(self, request):
