@@ -430,6 +430,7 @@ def start_checkout(*, user, tier: str, interval: str) -> str:
         success_url=_billing_page_url("?session_id={CHECKOUT_SESSION_ID}"),
         cancel_url=_billing_page_url("?checkout=cancelled"),
         trial_days=settings.BILLING_TRIAL_DAYS,
+        allow_promotion_codes=settings.BILLING_ALLOW_PROMOTION_CODES,
     )
     return session.url
 

@@ -75,7 +75,14 @@ def detach_payment_method(*, payment_method_id: str):
 
 
 def create_checkout_session(
-    *, customer_id: str, price_id: str, user_id: str, success_url: str, cancel_url: str, trial_days: int = 0
+    *,
+    customer_id: str,
+    price_id: str,
+    user_id: str,
+    success_url: str,
+    cancel_url: str,
+    trial_days: int = 0,
+    allow_promotion_codes: bool = False,
 ):
     # Stripe does not copy session metadata to the subscription: the link to the user goes on both.
     subscription_data = {"metadata": {"djstripe_subscriber": user_id}}
@@ -92,6 +99,7 @@ def create_checkout_session(
         cancel_url=cancel_url,
         metadata={"djstripe_subscriber": user_id},
         subscription_data=subscription_data,
+        allow_promotion_codes=allow_promotion_codes,
     )
 
 

@@ -287,6 +287,8 @@ DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 # Free trial days on new Checkout subscriptions (0 = none).
 BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=0)
+# Stripe Checkout offers a promotion code field (codes are made in the Stripe dashboard).
+BILLING_ALLOW_PROMOTION_CODES = env.bool("BILLING_ALLOW_PROMOTION_CODES", default=True)
 # Timeout of every Stripe HTTP call (ours and dj-stripe's), in seconds.
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 

@@ -535,6 +535,7 @@ class StripeFake(stripe.HTTPClient):
                     {"price": li["price"], "quantity": int(li.get("quantity", 1))} for li in params["line_items"]
                 ],
                 "_subscription_data": params.get("subscription_data") or {},
+                "allow_promotion_codes": _bool(params.get("allow_promotion_codes")),
             },
         )
         session["url"] = f"https://checkout.stripe.test/c/pay/{session['id']}"
