@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from djstripe.models import Subscription
@@ -240,3 +240,52 @@ def filter_users_by_tier(users, *, tier: str):
     if tier == FREE:
         return users.exclude(pk__in=paid.values("user_id"))
     return users.filter(pk__in=paid.filter(effective_tier=tier).values("user_id"))
+
+
+# --- Invoices ------------------------------------------------------------------------------------
+
+
+def list_invoices(*, user):
+    """The user's finalized invoices from dj-stripe's mirror (no Stripe call), newest first.
+
+    Every Stripe customer tied to the user counts: the current one and any earlier one (a customer
+    deleted in Stripe is replaced on the next checkout, and its invoices stay the user's).
+    """
+    from djstripe.models import Invoice
+
+    customer_ids = BillingAccount.objects.filter(user_id=user.id).exclude(stripe_customer_id="")
+    return (
+        Invoice.objects.filter(livemode=settings.STRIPE_LIVE_MODE)
+        .filter(Q(customer__subscriber_id=user.id) | Q(customer_id__in=customer_ids.values("stripe_customer_id")))
+        .exclude(stripe_data__status="draft")
+        .order_by("-created", "-djstripe_id")
+    )
+
+
+def _timestamp(value) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int) else None
+
+
+def invoice_summary(invoice) -> dict:
+    """What a user sees of an invoice (DESIGN.md section 4), read from the mirrored Stripe object.
+
+    The period is the service period of the invoice's lines: Stripe's own `period_start/end` on a
+    subscription invoice name the period before (when usage was collected), not the one paid for.
+    """
+    data = invoice.stripe_data
+    periods = [line.get("period") or {} for line in (data.get("lines") or {}).get("data") or []]
+    starts = [period["start"] for period in periods if isinstance(period.get("start"), int)]
+    ends = [period["end"] for period in periods if isinstance(period.get("end"), int)]
+    return {
+        "id": invoice.id,
+        "number": data.get("number"),
+        "status": data.get("status"),
+        "amount_due": data.get("amount_due") or 0,
+        "amount_paid": data.get("amount_paid") or 0,
+        "currency": data.get("currency") or "",
+        "created": invoice.created,
+        "period_start": _timestamp(min(starts) if starts else data.get("period_start")),
+        "period_end": _timestamp(max(ends) if ends else data.get("period_end")),
+        "hosted_invoice_url": data.get("hosted_invoice_url"),
+        "invoice_pdf": data.get("invoice_pdf"),
+    }

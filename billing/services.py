@@ -34,6 +34,8 @@ from billing.selectors import (
     forget_cached_state,
     get_entitlements,
     has_live_subscription,
+    invoice_summary,
+    list_invoices,
     list_plans,
     require_feature,
     resolve_tier,
@@ -48,6 +50,9 @@ __all__ = [
     "require_feature",
     "entitlements_cache_keys",
     "list_plans",
+    "list_invoices",
+    "invoice_summary",
+    "preview_subscription_change",
     "count_paid_conversions_by_day",
     "filter_users_by_tier",
     "is_billing_configured",
@@ -506,13 +511,19 @@ def change_subscription(*, user, tier: str | None = None, interval: str | None =
     current = stripe_gateway.retrieve_subscription(subscription_id=account.stripe_subscription_id)
     item_id = current["items"]["data"][0]["id"]
     params = {"items": [{"id": item_id, "price": price_id}], "metadata": {"djstripe_subscriber": str(user.id)}}
-    if tier_rank(new_tier) < tier_rank(account.tier) and new_interval == account.interval:
-        # Downgrade: the new price bills from the next renewal; the tier paid for stays until then.
-        params["proration_behavior"] = "none"
+    params["proration_behavior"] = _proration_behavior(account, tier=new_tier, interval=new_interval)
+    if params["proration_behavior"] == "none":
         return _apply_change(user, params, paid_tier=account.tier, paid_tier_until=account.current_period_end)
-    # Upgrade, or an interval switch (Stripe restarts the period): charge or credit the difference now.
-    params["proration_behavior"] = "create_prorations"
     return _apply_change(user, params)
+
+
+def _proration_behavior(account: BillingAccount, *, tier: str, interval: str) -> str:
+    """How Stripe bills a plan change; preview_subscription_change shows the same."""
+    if tier_rank(tier) < tier_rank(account.tier) and interval == account.interval:
+        # Downgrade: the new price bills from the next renewal; the tier paid for stays until then.
+        return "none"
+    # Upgrade, or an interval switch (Stripe restarts the period): charge or credit the difference.
+    return "create_prorations"
 
 
 def cancel_subscription(*, user, actor=None) -> Entitlements:
@@ -898,3 +909,55 @@ def ensure_webhook_endpoint():
     if endpoint is None or any(getattr(endpoint, name) != value for name, value in wanted.items()):
         endpoint, _ = WebhookEndpoint.objects.update_or_create(id=endpoint_id, defaults=wanted)
     return endpoint
+
+
+# --- Plan-change previews -----------------------------------------------------------------------
+
+
+def preview_subscription_change(*, user, tier: str | None = None, interval: str | None = None) -> dict:
+    """What changing plan would charge now and at the next payment, from Stripe's invoice preview; changes nothing.
+
+    An interval switch restarts the billing period, so Stripe invoices it at once: the preview is that
+    invoice, and the next payment is the new price at the new period's end. Any other change bills with
+    the next renewal: nothing is due now and the preview is the renewal invoice (with the prorations
+    of an upgrade, or the lower price of a downgrade).
+    """
+    from djstripe.models import Price
+
+    account = _live_account(user)
+    new_tier, new_interval = tier or account.tier, interval or account.interval
+    _validate_plan(tier=new_tier, interval=new_interval)
+    if (new_tier, new_interval) == (account.tier, account.interval):
+        raise ValidationFailed(fields={"tier": ["That is your current plan: choose another tier or interval."]})
+    price_id = _price_id(tier=new_tier, interval=new_interval)
+    current = stripe_gateway.retrieve_subscription(subscription_id=account.stripe_subscription_id)
+    item = current["items"]["data"][0]
+    preview = stripe_gateway.preview_invoice(
+        customer_id=_id_of(current["customer"]),
+        subscription_id=current["id"],
+        items=[{"id": item["id"], "price": price_id}],
+        proration_behavior=_proration_behavior(account, tier=new_tier, interval=new_interval),
+    )
+    lines = preview["lines"]["data"]
+    result = {
+        "currency": preview["currency"],
+        "lines": [{"description": line.get("description") or "", "amount": line["amount"]} for line in lines],
+    }
+    if new_interval != account.interval:
+        period_ends = [line["period"]["end"] for line in lines if line.get("period")]
+        return {
+            **result,
+            "amount_due_now": preview["amount_due"],
+            "next_payment_at": _timestamp(max(period_ends, default=None)),
+            "next_amount": Price.objects.get(id=price_id).unit_amount,
+        }
+    return {
+        **result,
+        "amount_due_now": 0,
+        "next_payment_at": _timestamp(item["current_period_end"]),
+        "next_amount": preview["amount_due"],
+    }
+
+
+def _id_of(value) -> str:
+    return value if isinstance(value, str) else value["id"]

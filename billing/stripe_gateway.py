@@ -162,6 +162,20 @@ def create_refund(*, payment_intent_id: str, amount: int, idempotency_key: str, 
     )
 
 
+# --- Plan-change previews -----------------------------------------------------------------------
+
+
+def preview_invoice(*, customer_id: str, subscription_id: str, items: list[dict], proration_behavior: str):
+    """Stripe's preview of the invoice a subscription change would produce (nothing is created)."""
+    return _call(
+        "invoice.create_preview",
+        stripe.Invoice.create_preview,
+        customer=customer_id,
+        subscription=subscription_id,
+        subscription_details={"items": items, "proration_behavior": proration_behavior},
+    )
+
+
 # --- Catalogue ----------------------------------------------------------------------------------
 
 

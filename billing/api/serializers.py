@@ -81,3 +81,40 @@ class PortalResponseSerializer(serializers.Serializer):
 class WebhookResponseSerializer(serializers.Serializer):
     received = serializers.BooleanField()
     outcome = serializers.ChoiceField(choices=["processed", "ignored", "duplicate"])
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    number = serializers.CharField(allow_null=True, help_text="Stripe's invoice number (null until finalized).")
+    status = serializers.ChoiceField(choices=["open", "paid", "uncollectible", "void"])
+    amount_due = serializers.IntegerField(help_text="In the currency's smallest unit (cents).")
+    amount_paid = serializers.IntegerField(help_text="In the currency's smallest unit (cents).")
+    currency = serializers.CharField()
+    created = serializers.DateTimeField()
+    period_start = serializers.DateTimeField(allow_null=True, help_text="Start of the service period billed.")
+    period_end = serializers.DateTimeField(allow_null=True, help_text="End of the service period billed.")
+    hosted_invoice_url = serializers.URLField(allow_null=True, help_text="Stripe's page to view and pay it.")
+    invoice_pdf = serializers.URLField(allow_null=True, help_text="Stripe's PDF of the invoice.")
+
+
+class PreviewQuerySerializer(serializers.Serializer):
+    tier = serializers.ChoiceField(choices=PAID_TIERS, required=False, help_text="Default: the current tier.")
+    interval = serializers.ChoiceField(choices=INTERVALS, required=False, help_text="Default: the current interval.")
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send `tier`, `interval` or both.")
+        return attrs
+
+
+class PreviewLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    amount = serializers.IntegerField(help_text="Cents; negative for a credit (unused time of the current plan).")
+
+
+class PreviewSerializer(serializers.Serializer):
+    amount_due_now = serializers.IntegerField(help_text="Charged when the change is made (cents).")
+    currency = serializers.CharField()
+    next_payment_at = serializers.DateTimeField(allow_null=True)
+    next_amount = serializers.IntegerField(help_text="The payment after that (cents), prorations included.")
+    lines = PreviewLineSerializer(many=True, help_text="The lines of the invoice Stripe previewed.")

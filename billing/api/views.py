@@ -14,11 +14,15 @@ from billing.api.serializers import (
     CheckoutRequestSerializer,
     CheckoutResponseSerializer,
     EntitlementsSerializer,
+    InvoiceSerializer,
     PlansSerializer,
     PortalResponseSerializer,
+    PreviewQuerySerializer,
+    PreviewSerializer,
     WebhookResponseSerializer,
 )
 from chatfocus.api import error_responses, represent
+from chatfocus.pagination import CursorPagination
 
 TAGS = ["billing"]
 ENTITLEMENTS_DESCRIPTION = (
@@ -122,6 +126,51 @@ class SubscriptionView(APIView):
     )
     def delete(self, request):
         return Response(entitlements_body(services.cancel_subscription(user=request.user)))
+
+
+class InvoicePagination(CursorPagination):
+    ordering = ("-created", "-djstripe_id")
+
+
+class InvoicesView(APIView):
+    # Declared on the view so the schema shows the paginated shape and its parameters.
+    pagination_class = InvoicePagination
+
+    @extend_schema(
+        operation_id="subscription_invoices",
+        summary="The user's invoices, newest first",
+        description=(
+            "From the server's mirror of Stripe (no Stripe call), drafts left out. Amounts in cents; "
+            "`hosted_invoice_url` and `invoice_pdf` are Stripe's pages for viewing, paying and downloading."
+        ),
+        responses={200: InvoiceSerializer(many=True)},
+        tags=TAGS,
+    )
+    def get(self, request):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(services.list_invoices(user=request.user), request, view=self)
+        invoices = [services.invoice_summary(invoice) for invoice in page]
+        return paginator.get_paginated_response(InvoiceSerializer(invoices, many=True).data)
+
+
+class PreviewView(APIView):
+    @extend_schema(
+        operation_id="subscription_preview",
+        summary="Preview a plan change",
+        description=(
+            "What `PUT /api/subscriptions` with the same `tier`/`interval` would charge now and at the next "
+            "payment, from Stripe's invoice preview. Nothing changes. 409 `conflict` without a live "
+            "subscription; 400 for the current plan or an unknown tier or interval."
+        ),
+        parameters=[PreviewQuerySerializer],
+        responses={200: PreviewSerializer, **error_responses(409, 502)},
+        tags=TAGS,
+    )
+    def get(self, request):
+        query = PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        preview = services.preview_subscription_change(user=request.user, **query.validated_data)
+        return Response(PreviewSerializer(preview).data)
 
 
 class PortalView(APIView):

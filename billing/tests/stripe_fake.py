@@ -217,6 +217,8 @@ class StripeFake(stripe.HTTPClient):
                     "payment": {"type": "payment_intent", "payment_intent": intent["id"]},
                 },
             )
+        invoice["number"] = f"CF-{invoice['id'][3:11]}"
+        invoice["invoice_pdf"] = f"https://pay.stripe.test/invoice/{invoice['id']}/pdf"
         return self._public(invoice)
 
     def event(self, type: str, obj: dict, *, created: int | None = None) -> dict:
@@ -353,6 +355,7 @@ class StripeFake(stripe.HTTPClient):
         ("GET", r"/v1/invoices", "list_invoices"),
         ("GET", r"/v1/invoice_payments", "list_invoice_payments"),
         ("POST", r"/v1/refunds", "create_refund"),
+        ("POST", r"/v1/invoices/create_preview", "create_invoice_preview"),
     ]
     EXPANSIONS = {
         "product": set(),
@@ -617,6 +620,98 @@ class StripeFake(stripe.HTTPClient):
         fields = {"payment_intent": intent["id"], "amount": amount, "currency": "usd", "status": "succeeded"}
         fields.update(reason=params.get("reason"), metadata=params.get("metadata") or {})
         return self._public(self._create("refund", "re", fields))
+
+    # --- invoice previews of plan changes --------------------------------------------------------
+
+    def _create_invoice_preview(self, params):
+        """The invoice a change of the subscription's price would produce, prorated to the second as Stripe does.
+
+        An interval change restarts the period and is invoiced at once (credit for the unused time, the
+        new price); otherwise `none` previews the renewal at the new price and `create_prorations` the
+        renewal with the unused and remaining time added.
+        """
+        subscription = self._get(params.get("subscription"), "subscription")
+        if subscription["customer"] != params.get("customer"):
+            raise _InvalidRequest("The subscription does not belong to this customer.")
+        if subscription["status"] in ("canceled", "incomplete_expired"):
+            raise _InvalidRequest(f"Cannot preview a change of a canceled subscription: {subscription['id']}")
+        details = params.get("subscription_details") or {}
+        behavior = details.get("proration_behavior", "create_prorations")
+        if behavior not in ("none", "create_prorations", "always_invoice"):
+            raise _InvalidRequest(f"Invalid proration_behavior: {behavior}")
+        item = subscription["items"]["data"][0]
+        change = next((c for c in details.get("items") or [] if c.get("id") == item["id"]), None)
+        if change is None:
+            raise _InvalidRequest("subscription_details[items] must name an item of the subscription.")
+        old, new = item["price"], self._public(self._get(change["price"], "price"))
+        now, start, end = int(time.time()), item["current_period_start"], item["current_period_end"]
+        after = time.strftime("%d %b %Y", time.gmtime(now))
+        new_length = INTERVAL_SECONDS[new["recurring"]["interval"]]
+
+        def line(description, amount, period_start, period_end, price, proration):
+            return {
+                "object": "line_item",
+                "amount": amount,
+                "currency": new["currency"],
+                "description": description,
+                "period": {"start": period_start, "end": period_end},
+                "pricing": {"type": "price_details", "price_details": {"price": price["id"]}},
+                "parent": {
+                    "type": "subscription_item_details",
+                    "subscription_item_details": {
+                        "proration": proration,
+                        "subscription": subscription["id"],
+                        "subscription_item": item["id"],
+                    },
+                },
+            }
+
+        def full(period_start):
+            amount = new["unit_amount"]
+            description = f"1 × {self._product_name(new)} (at ${amount / 100:.2f} / {new['recurring']['interval']})"
+            return line(description, amount, period_start, period_start + new_length, new, False)
+
+        unused = line(
+            f"Unused time on {self._product_name(old)} after {after}",
+            -round(old["unit_amount"] * (end - now) / (end - start)),
+            now,
+            end,
+            old,
+            True,
+        )
+        if new["recurring"]["interval"] != old["recurring"]["interval"]:
+            lines = [unused, full(now)]
+        elif behavior == "none":
+            lines = [full(end)]
+        else:
+            remaining = line(
+                f"Remaining time on {self._product_name(new)} after {after}",
+                round(new["unit_amount"] * (end - now) / (end - start)),
+                now,
+                end,
+                new,
+                True,
+            )
+            lines = [unused, remaining] if behavior == "always_invoice" else [unused, remaining, full(end)]
+        total = sum(entry["amount"] for entry in lines)
+        return {
+            "object": "invoice",
+            "customer": subscription["customer"],
+            "currency": new["currency"],
+            "status": "draft",
+            "subtotal": total,
+            "total": total,
+            "amount_due": max(total, 0),
+            "amount_paid": 0,
+            "lines": {"object": "list", "data": lines, "has_more": False, "url": "/v1/invoices/upcoming/lines"},
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": subscription["id"], "metadata": subscription["metadata"]},
+            },
+        }
+
+    def _product_name(self, price: dict) -> str:
+        return self.objects[price["product"]]["name"]
 
 
 class _Missing(Exception):
