@@ -19,6 +19,8 @@ from billing import services as billing_services
 from billing.tiers import FREE, TIERS
 from chatfocus.exceptions import DomainError
 
+INVOICES_ON_PAGE = 24
+
 
 def _call(form, service, **kwargs) -> bool:
     """Run a service; its DomainError becomes errors next to the fields it names (or above the form)."""
@@ -127,6 +129,7 @@ def billing(request):
             messages.success(request, "Thank you! Your plan is updated.")
         return redirect("account_billing")
     entitlements = billing_services.get_entitlements(user=user)
+    invoices = list(billing_services.list_invoices(user=user)[: INVOICES_ON_PAGE + 1])
     return render(
         request,
         "pages/billing.html",
@@ -135,8 +138,24 @@ def billing(request):
             "tier": TIERS[entitlements.tier],
             "paid_tiers": [tier for name, tier in TIERS.items() if name != FREE],
             "billing_configured": billing_services.is_billing_configured(),
+            "change_form": CheckoutForm(initial={"tier": entitlements.tier, "interval": entitlements.interval}),
+            "preview": _plan_change_preview(request),
+            "invoices": [billing_services.invoice_summary(invoice) for invoice in invoices[:INVOICES_ON_PAGE]],
+            "more_invoices": len(invoices) > INVOICES_ON_PAGE,
         },
     )
+
+
+def _plan_change_preview(request) -> dict | None:
+    """`?tier=&interval=` on the billing page: what that plan change would charge, shown before it is confirmed."""
+    if "tier" not in request.GET and "interval" not in request.GET:
+        return None
+    form = CheckoutForm(request.GET)
+    if not form.is_valid():
+        messages.error(request, "Choose a plan and a billing period.")
+        return None
+    ok, preview = _billing_action(request, billing_services.preview_subscription_change, **form.cleaned_data)
+    return {**preview, **form.cleaned_data, "title": TIERS[form.cleaned_data["tier"]].title} if ok else None
 
 
 def _billing_action(request, service, **kwargs):
@@ -157,6 +176,25 @@ def checkout(request):
         return redirect("account_billing")
     ok, checkout_url = _billing_action(request, billing_services.start_checkout, **form.cleaned_data)
     return redirect(checkout_url if ok else "account_billing")
+
+
+@login_required
+@require_POST
+def change_plan(request):
+    form = CheckoutForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a plan and a billing period.")
+        return redirect("account_billing")
+    ok, entitlements = _billing_action(request, billing_services.change_subscription, **form.cleaned_data)
+    if ok and entitlements.pending_tier:
+        until = f"{entitlements.current_period_end:%-d %B %Y}" if entitlements.current_period_end else "then"
+        messages.success(
+            request,
+            f"Your plan changes at the end of the period. You keep {TIERS[entitlements.tier].title} until {until}.",
+        )
+    elif ok:
+        messages.success(request, f"Your plan is now {TIERS[entitlements.tier].title}.")
+    return redirect("account_billing")
 
 
 @login_required

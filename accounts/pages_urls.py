@@ -11,6 +11,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/revoke/", pages.revoke_session, name="account_revoke_session"),
     path("billing/", pages.billing, name="account_billing"),
     path("billing/checkout/", pages.checkout, name="account_billing_checkout"),
+    path("billing/change/", pages.change_plan, name="account_billing_change"),
     path("billing/portal/", pages.billing_portal, name="account_billing_portal"),
     path("billing/cancel/", pages.cancel_subscription, name="account_billing_cancel"),
     path("billing/resume/", pages.resume_subscription, name="account_billing_resume"),
