@@ -2,11 +2,13 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from billing import services, webhooks
-from billing.models import BillingAccount, TierChange, WebhookEvent
+from billing.models import BillingAccount, Revenue, TierChange, WebhookEvent
+from billing.revenue import build_revenue_charts, build_revenue_report
 from billing.selectors import PAID_TIERS, account_state, entitlements_from_state
 from billing.tiers import PRIORITY_SUPPORT
 from chatfocus.exceptions import DomainError
@@ -131,3 +133,34 @@ class WebhookEventAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{len(outcomes)} events replayed at {timezone.now():%H:%M:%S}, {failed} failed.", level
         )
+
+
+# --- Revenue report ------------------------------------------------------------------------------
+
+
+@admin.register(Revenue)
+class RevenueAdmin(admin.ModelAdmin):
+    """Billing → Revenue: a read-only report for staff with the `billing.view_revenue` permission."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        report = build_revenue_report()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revenue",
+            "opts": self.model._meta,
+            "report": report,
+            "subscribers_total": sum(row["subscribers"] for row in report.subscribers),
+            "charts": build_revenue_charts(report),
+        }
+        return TemplateResponse(request, "admin/billing/revenue.html", context)

@@ -113,3 +113,12 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.id} ({self.status})"
+
+
+class Revenue(BillingAccount):
+    """Admin entry for the staff revenue report (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "revenue"
+        verbose_name_plural = "revenue"

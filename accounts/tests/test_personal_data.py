@@ -19,6 +19,8 @@ def models_holding_users() -> set[str]:
     user_model = get_user_model()
     labels = set()
     for model in apps.get_models():
+        if model._meta.proxy:  # no table of its own: its rows are its concrete model's
+            continue
         for field in model._meta.concrete_fields:
             if (field.is_relation and field.related_model is user_model) or field.attname in USER_ID_COLUMNS:
                 labels.add(model._meta.label)
