@@ -91,3 +91,24 @@ def test_an_invoice_shows_the_service_period_of_its_lines():
         datetime(2026, 3, 1, tzinfo=UTC),
         datetime(2026, 4, 1, tzinfo=UTC),
     )
+
+
+def test_invoice_pages_hold_at_most_200(auth_client):
+    from djstripe.models import Customer
+
+    client = auth_client()
+    customer = Customer.objects.create(id="cus_many", livemode=False, subscriber=client.user, stripe_data={})
+    Invoice.objects.bulk_create(
+        Invoice(
+            id=f"in_many{n:04d}",
+            customer=customer,
+            livemode=False,
+            created=datetime.fromtimestamp(1_780_000_000 + n * DAY, tz=UTC),
+            stripe_data={"status": "paid", "amount_due": 500, "amount_paid": 500, "currency": "usd"},
+        )
+        for n in range(201)
+    )
+    assert len(client.get("/api/subscriptions/invoices").json()["results"]) == 50
+    page = client.get("/api/subscriptions/invoices", {"limit": 500}).json()
+    assert len(page["results"]) == 200 and page["next"]
+    assert page["results"][0]["id"] == "in_many0200"
