@@ -206,3 +206,32 @@ def test_revenue_is_refused_to_staff_without_the_permission_and_to_users(client)
     client.force_login(UserFactory())
     response = client.get(url)
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_revenue_page_renders_its_charts_in_chromium(browser_page, client, live_server, revenue_fixture):
+    staff = UserFactory(email="charts@chatfocus.test", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    page = browser_page
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    with time_machine.travel(NOW, tick=True):
+        page.goto(reverse("admin:billing_revenue_changelist"))
+        page.wait_for_load_state("load")
+    assert page.title().startswith("Revenue")
+    assert page.locator("section.cf-chart svg.pygal-chart").count() == 4
+    box = page.locator("#mrr svg").bounding_box()
+    assert box["width"] > 300 and box["height"] > 100
+    assert page.locator("#mrr-now").inner_text() == "47.00 USD"
+    page.locator("#movements summary").click()
+    assert page.locator("#movements tbody tr").nth(7).inner_text().split() == [
+        "2026-08",
+        "0.00",
+        "0.00",
+        "0.00",
+        "-7.00",
+        "0.00",
+        "-7.00",
+    ]
