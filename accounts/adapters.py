@@ -1,19 +1,25 @@
-"""allauth adapters: the one place where allauth's flows meet ChatFocus (emails, links, email changes)."""
+"""allauth adapters: the one place where allauth's flows meet ChatFocus (emails, links, limits, providers)."""
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
+from allauth.account.utils import user_email
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
-from allauth.socialaccount.providers.base import AuthError
+from allauth.socialaccount.providers.base import AuthError, AuthProcess
+from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from accounts import oauth
+from accounts.addresses import InvalidAddress, canonical_email, clean_email, clean_new_email
 from accounts.models import User
+from accounts.ratelimits import client_ip
 from chatfocus import metrics
 from chatfocus.emails import send_templated_email
+from chatfocus.exceptions import RateLimited
 
 # allauth's email templates → ours, so hosted pages and the API send the same emails.
 TEMPLATES = {
@@ -21,6 +27,15 @@ TEMPLATES = {
     "account/email/email_confirmation": "verify_email",
     "account/email/password_reset_key": "password_reset",
     "account/email/account_already_exists": "account_exists",
+}
+# Why a provider login or connection was refused, for people on the hosted pages.
+REFUSALS = {
+    "email_not_verified": "The provider has not verified your email address there, so it cannot be used here.",
+    "account_not_linkable": (
+        "An account with this email address exists but has not verified it. Log in with your password "
+        "(or reset it) to verify it first."
+    ),
+    "own_email_not_verified": "Verify your email address before you connect a login provider.",
 }
 
 
@@ -79,6 +94,35 @@ class AccountAdapter(DefaultAccountAdapter):
             )
         return confirmed
 
+    def clean_email(self, email):
+        """Addresses chosen on the hosted pages (signup) follow the API's rules: canonical, no look-alikes."""
+        try:
+            return clean_new_email(email)
+        except InvalidAddress as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def pre_authenticate(self, request, **credentials):
+        """The API's login counters (per IP, failures per canonical address) instead of allauth's own."""
+        from accounts.services import check_login_allowed
+
+        try:
+            check_login_allowed(email=credentials.get("email", ""), ip=client_ip(request))
+        except RateLimited as error:
+            raise forms.ValidationError(error.message) from error
+
+    def authenticate(self, request, **credentials):
+        from accounts.services import clear_login_failures
+
+        if "email" in credentials:
+            try:
+                credentials["email"] = clean_email(credentials["email"])
+            except InvalidAddress as error:
+                raise forms.ValidationError(str(error)) from error
+        user = super().authenticate(request, **credentials)
+        if user is not None and "email" in credentials:
+            clear_login_failures(email=credentials["email"])
+        return user
+
     def save_user(self, request, user, form, commit=True):
         """A signup on the hosted pages counts like one through the API."""
         user = super().save_user(request, user, form, commit)
@@ -94,6 +138,10 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().post_login(request, user, **kwargs)
 
     def authentication_failed(self, request, **credentials):
+        from accounts.services import record_login_failure
+
+        if "email" in credentials:
+            record_login_failure(email=credentials["email"])
         metrics.LOGINS.labels(method="password", outcome="failure").inc()
         super().authentication_failed(request, **credentials)
 
@@ -105,30 +153,62 @@ class AccountAdapter(DefaultAccountAdapter):
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
-    """Google/GitHub logins: link only verified emails on both sides; extension logins end at its redirect URI."""
+    """Google/GitHub (DESIGN §3 "Connected providers"), on the extension flow and the hosted pages alike.
+
+    A provider creates an account, links to one or is connected to one only with an address the
+    provider verified; linking by email needs the account to have verified it too, and connecting
+    needs the account's own address verified. Extension logins end at its redirect URI.
+    """
+
+    def is_email_verified(self, provider, email):
+        # Only the provider's own word counts (Google's email_verified, GitHub's verified flag):
+        # a blanket VERIFIED_EMAIL setting would override Google saying "not verified".
+        return False
 
     def can_authenticate_by_email(self, login, email):
         # allauth would also log into an account whose owner never verified this address (and wipe
         # its password); we never link to an unverified account: its creator may not own the mailbox.
         return (
             super().can_authenticate_by_email(login, email)
-            and EmailAddress.objects.filter(email__iexact=email, verified=True).exists()
+            and EmailAddress.objects.filter(email=canonical_email(email), verified=True).exists()
         )
 
     def pre_social_login(self, request, sociallogin):
-        if sociallogin.is_existing or not oauth.is_extension_login(request):
-            return
-        if not any(address.verified for address in sociallogin.email_addresses):
+        verified = [address for address in sociallogin.email_addresses if address.verified]
+        for address in verified:
+            address.email = canonical_email(address.email)
+        if sociallogin.state.get("process") == AuthProcess.CONNECT:
+            self._check_connect(request, verified)
+        elif not sociallogin.is_existing:
+            self._check_signup(request, sociallogin, verified)
+
+    def _check_connect(self, request, verified):
+        user = request.user
+        if not user.is_authenticated:
+            return  # allauth sends anonymous connects to the login page
+        if not EmailAddress.objects.filter(user_id=user.id, email=user.email, verified=True).exists():
+            self._refuse(request, "own_email_not_verified")
+        if not verified:
             self._refuse(request, "email_not_verified")
-        emails = [address.email for address in sociallogin.email_addresses]
-        if User.objects.filter(email__in=[email.lower() for email in emails]).exists():
+
+    def _check_signup(self, request, sociallogin, verified):
+        """A new account: from the provider's verified addresses only, the primary one as its email."""
+        if not verified:
+            self._refuse(request, "email_not_verified")
+        if User.objects.filter(email__in=[address.email for address in verified]).exists():
             # An account with this address exists but never verified it: not linked.
             self._refuse(request, "account_not_linkable")
+        sociallogin.email_addresses = verified
+        chosen = next((address for address in verified if address.primary), verified[0])
+        user_email(sociallogin.user, chosen.email)
 
     def _refuse(self, request, error):
         response = oauth.oauth_error_redirect(request, error)
-        if response is not None:
-            raise ImmediateHttpResponse(response)
+        if response is None:
+            messages.error(request, REFUSALS.get(error, "Logging in with this provider failed. Please try again."))
+            target = "account_connections" if request.user.is_authenticated else "account_login"
+            response = HttpResponseRedirect(reverse(target))
+        raise ImmediateHttpResponse(response)
 
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None):
         if "state" not in (extra_context or {}):

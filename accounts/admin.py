@@ -92,7 +92,7 @@ class EmailVerifiedFilter(admin.SimpleListFilter):
         return (("yes", "Verified"), ("no", "Not verified"))
 
     def queryset(self, request, queryset):
-        verified = EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=OuterRef("email"), verified=True)
+        verified = EmailAddress.objects.filter(user=OuterRef("pk"), email=OuterRef("email"), verified=True)
         if self.value() == "yes":
             return queryset.filter(Exists(verified))
         if self.value() == "no":

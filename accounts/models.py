@@ -2,18 +2,19 @@ import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
+
+from accounts.addresses import canonical_email
 
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def normalize_email(self, email):
-        return (email or "").strip().lower()
+        return canonical_email(email)
 
     def get_by_natural_key(self, email):
-        return self.get(email__iexact=self.normalize_email(email))
+        return self.get(email=canonical_email(email))
 
     def _create_user(self, email, password, **extra_fields):
         if not email:
@@ -34,7 +35,7 @@ class UserManager(BaseUserManager):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    """A ChatFocus account: identified by email (stored lower-case, unique regardless of case)."""
+    """A ChatFocus account: identified by its email, stored in canonical form (accounts.addresses)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField("email address", max_length=254, unique=True)
@@ -53,7 +54,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: list[str] = []
 
     class Meta:
-        constraints = [models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique")]
         indexes = [models.Index(fields=["date_joined"])]
 
     def __str__(self):
@@ -102,6 +102,8 @@ class Session(models.Model):
     refresh_expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=30, blank=True)
+    # The jti of the family's newest refresh token: what a reuse within JWT_REFRESH_REUSE_SECONDS gets back.
+    refresh_jti = models.CharField(max_length=255, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["user", "-last_used_at"])]

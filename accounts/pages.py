@@ -2,6 +2,7 @@
 
 import json
 
+from allauth.account.views import EmailView
 from allauth.socialaccount.views import ConnectionsView
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -51,20 +52,27 @@ def csrf_failure(request, reason=""):
 def profile(request):
     user = request.user
     preferences = accounts_services.get_preferences(user=user)
-    profile_form = ProfileForm(
-        initial={"name": user.name, "email": user.email, "locale": preferences.locale, "timezone": preferences.timezone}
-    )
+    requires_password = user.has_usable_password()
+    initial = {"name": user.name, "email": user.email, "locale": preferences.locale, "timezone": preferences.timezone}
+    profile_form = ProfileForm(initial=initial, requires_password=requires_password)
     preferences_form = PreferencesForm(
         initial={name: getattr(preferences, name) for name in PreferencesForm.base_fields}
     )
     if request.method == "POST" and "save_profile" in request.POST:
-        profile_form = ProfileForm(request.POST, initial=profile_form.initial)
+        profile_form = ProfileForm(request.POST, initial=initial, requires_password=requires_password)
         if profile_form.is_valid():
-            changes = {name: profile_form.cleaned_data[name] for name in profile_form.changed_data}
-            email_changed = "email" in changes and changes["email"].lower() != user.email.lower()
+            current_password = profile_form.cleaned_data.pop("current_password", None)
+            changes = {name: profile_form.cleaned_data[name] for name in profile_form.changed_data if name in initial}
+            email_changed = "email" in changes and changes["email"] != user.email
             if not email_changed:
                 changes.pop("email", None)
-            if _call(profile_form, accounts_services.update_profile, user=user, **changes):
+            if _call(
+                profile_form,
+                accounts_services.update_profile,
+                user=user,
+                current_password=current_password,
+                **changes,
+            ):
                 messages.success(request, "Your profile was saved.")
                 if email_changed:
                     messages.info(
@@ -89,6 +97,37 @@ def profile(request):
             "email_verified": accounts_services.is_email_verified(user=user),
         },
     )
+
+
+class EmailAddresses(EmailView):
+    """allauth's email page without adding or promoting addresses: the profile form changes the email.
+
+    That one way needs the current password and tells the old address (accounts.services.update_profile).
+    """
+
+    def post(self, request, *args, **kwargs):
+        if "action_add" in request.POST or "action_primary" in request.POST:
+            messages.error(request, "Change your email address on this page: it needs your current password.")
+            return redirect("account_profile")
+        return super().post(request, *args, **kwargs)
+
+
+@require_http_methods(["GET", "POST"])
+def undo_email_change(request, token):
+    """The link in the notice to the old address: a button (mail scanners open links), then the undo."""
+    if request.method == "POST":
+        try:
+            accounts_services.undo_email_change(token=token)
+        except DomainError as error:
+            messages.error(request, " ".join((error.fields or {}).get("token", [error.message])))
+            return render(request, "account/email_change_undo.html", {"failed": True}, status=400)
+        logout(request)
+        messages.success(
+            request,
+            "Your email address is back. Every session was signed out; we emailed you a link to set a new password.",
+        )
+        return redirect("account_login")
+    return render(request, "account/email_change_undo.html")
 
 
 class Connections(LoginRequiredMixin, ConnectionsView):

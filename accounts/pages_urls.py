@@ -6,6 +6,8 @@ from accounts import pages
 
 urlpatterns = [
     path("", pages.profile, name="account_profile"),
+    path("email/", pages.EmailAddresses.as_view(), name="account_email"),
+    path("email/undo/<str:token>/", pages.undo_email_change, name="account_undo_email_change"),
     path("connections/", pages.Connections.as_view(), name="account_connections"),
     path("sessions/", pages.sessions, name="account_sessions"),
     path("sessions/<uuid:session_id>/revoke/", pages.revoke_session, name="account_revoke_session"),

@@ -10,8 +10,14 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
 
 from chatfocus.exceptions import RateLimited
+
+
+def client_ip(request) -> str:
+    """The client address as DRF's throttles see it (honours NUM_PROXIES behind a proxy); API and hosted pages alike."""
+    return BaseThrottle().get_ident(request) or ""
 
 
 def _limit(scope: str) -> tuple[int, int]:

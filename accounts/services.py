@@ -14,15 +14,18 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login
 from django.contrib.contenttypes.models import ContentType
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts import personal_data, ratelimits
+from accounts.addresses import InvalidAddress, canonical_email, clean_new_email
 from accounts.models import Preferences, Session, User
 from accounts.oauth import redeem_oauth_code
 from accounts.sessions import (
@@ -52,6 +55,8 @@ PROFILE_VERSION_SECONDS = 30 * 24 * 3600
 # Accounts without a password prove who they are by a login this recent.
 RECENT_LOGIN = timedelta(minutes=10)
 RESET_TOKEN = re.compile(r"([0-9A-Za-z]+)-(.+)")
+EMAIL_CHANGE_UNDO_DAYS = 7
+EMAIL_CHANGE_UNDO_SALT = "accounts.email_change_undo"
 
 
 # --- Users, preferences, profile ------------------------------------------------------------
@@ -107,7 +112,7 @@ def get_analytics_opt_in(*, user_id) -> bool:
 
 
 def is_email_verified(*, user) -> bool:
-    return EmailAddress.objects.filter(user_id=user.id, email__iexact=user.email, verified=True).exists()
+    return EmailAddress.objects.filter(user_id=user.id, email=user.email, verified=True).exists()
 
 
 def profile_cache_keys(*, user_id) -> list[str]:
@@ -176,12 +181,19 @@ def forget_profile(*, user_id) -> None:
     transaction.on_commit(bump)
 
 
-def update_profile(*, user, **changes) -> User:
-    """Change name, locale, timezone; a new email is only requested here and applied on confirmation."""
+def update_profile(*, user, current_password: str | None = None, **changes) -> User:
+    """Change name, locale, timezone; a new email is only requested here and applied on confirmation.
+
+    A new email needs `current_password` (accounts without one: a recent login), else PermissionDenied:
+    a stolen access token must not be enough to move the account to another mailbox.
+    """
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
         raise ValueError(f"Unknown profile fields: {sorted(unknown)}")
     row = get_user(user_id=user.id)
+    email = _new_address(changes["email"], field="email") if changes.get("email") else ""
+    if email and email != row.email:
+        _confirm_identity_for_email_change(user=user, row=row, password=current_password)
     with transaction.atomic():
         if "name" in changes and changes["name"] != row.name:
             row.name = changes["name"]
@@ -189,17 +201,33 @@ def update_profile(*, user, **changes) -> User:
         localisation = {name: changes[name] for name in ("locale", "timezone") if name in changes}
         if localisation:
             update_preferences(user=row, **localisation)
-        email = User.objects.normalize_email(changes.get("email"))
         if email and email != row.email:
             _request_email_change(user=row, email=email)
     return row
 
 
+def _new_address(value: str, *, field: str) -> str:
+    """The canonical form of an address an account is to use; ValidationFailed names `field` otherwise."""
+    try:
+        return clean_new_email(value)
+    except InvalidAddress as error:
+        raise ValidationFailed(fields={field: [str(error)]}) from error
+
+
+def _confirm_identity_for_email_change(*, user, row: User, password: str | None) -> None:
+    if row.has_usable_password() and not password:
+        raise PermissionDenied("Changing your email address needs your current password (current_password).")
+    try:
+        _confirm_identity(user=user, row=row, password=password, field="current_password")
+    except ValidationFailed as error:
+        raise PermissionDenied("Your password is incorrect, so the email address was not changed.") from error
+
+
 def _request_email_change(*, user: User, email: str) -> None:
-    if User.objects.filter(email__iexact=email).exclude(id=user.id).exists():
+    if User.objects.filter(email=email).exclude(id=user.id).exists():
         raise ValidationFailed(fields={"email": ["This email address is already used by another account."]})
     if user.pending_email:
-        EmailAddress.objects.filter(user=user, email__iexact=user.pending_email, verified=False).delete()
+        EmailAddress.objects.filter(user=user, email=user.pending_email, verified=False).delete()
     address, _ = EmailAddress.objects.get_or_create(user=user, email=email, defaults={"primary": False})
     user.pending_email = email
     user.save(update_fields=["pending_email", "updated_at"])
@@ -212,23 +240,88 @@ def _request_email_change(*, user: User, email: str) -> None:
 def confirm_email_address(*, email_address: EmailAddress) -> bool:
     """Mark an address verified (the link was opened); a pending email change becomes the account's email.
 
-    False when another account already owns the address.
+    The old address is told, with a link that undoes the change. False when another account already
+    owns the address.
     """
     with transaction.atomic():
         user = User.objects.select_for_update().get(id=email_address.user_id)
-        if User.objects.filter(email__iexact=email_address.email).exclude(id=user.id).exists():
+        if User.objects.filter(email=email_address.email).exclude(id=user.id).exists():
             return False
+        first_proof = not EmailAddress.objects.filter(user=user, verified=True).exists()
         if not email_address.set_verified(commit=True):
             return False
-        if user.pending_email and user.pending_email.lower() == email_address.email.lower():
+        if user.pending_email and user.pending_email == email_address.email:
+            old_email = user.email
             EmailAddress.objects.filter(user=user).exclude(id=email_address.id).delete()
             user.pending_email = ""
             user.save(update_fields=["pending_email", "updated_at"])
             email_address.user = user
             email_address.set_as_primary()  # also sets user.email
+            _send_email_change_notice(user=user, old_email=old_email)
         else:
             email_address.set_as_primary(conditional=True)
+        if first_proof:
+            _end_access_from_before_proof(user_id=user.id)
     return True
+
+
+def _end_access_from_before_proof(*, user_id) -> None:
+    """The account's mailbox was proven for the first time: drop what its creator may have set up.
+
+    Whoever registered an address they did not own could have connected their own Google/GitHub
+    and signed in on devices; none of it may outlive the owner's first proof.
+    """
+    SocialAccount.objects.filter(user_id=user_id).delete()
+    revoke_sessions(user_id=user_id, reason="email_verified")
+
+
+def _send_email_change_notice(*, user: User, old_email: str) -> None:
+    change = {"user_id": str(user.id), "old_email": old_email, "new_email": user.email}
+    token = signing.dumps(
+        {**change, "changed_at": timezone.now().isoformat()}, salt=EMAIL_CHANGE_UNDO_SALT, compress=True
+    )
+    from accounts.adapters import absolute_url
+
+    send_templated_email(
+        to=old_email,
+        template="email_changed",
+        context={
+            "name": user.name,
+            "old_email": old_email,
+            "new_email": user.email,
+            "undo_url": absolute_url(reverse("account_undo_email_change", args=[token])),
+            "undo_days": EMAIL_CHANGE_UNDO_DAYS,
+        },
+    )
+
+
+def undo_email_change(*, token: str) -> User:
+    """Put back the address an email change replaced (link in the notice to the old address, 7 days).
+
+    Whoever changed it knew the password (or had a fresh login), so every session ends, the password
+    is cleared and the old address gets a link to set a new one; providers connected since go too.
+    """
+    invalid = ValidationFailed(fields={"token": ["This link is invalid, expired or was already used."]})
+    try:
+        change = signing.loads(token, salt=EMAIL_CHANGE_UNDO_SALT, max_age=timedelta(days=EMAIL_CHANGE_UNDO_DAYS))
+    except signing.BadSignature as error:
+        raise invalid from error
+    old_email = change["old_email"]
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(id=change["user_id"], is_active=True).first()
+        if user is None or user.email != change["new_email"]:
+            raise invalid
+        if User.objects.filter(email=old_email).exclude(id=user.id).exists():
+            raise ValidationFailed(fields={"token": ["The old address now belongs to another account."]})
+        EmailAddress.objects.filter(user=user).delete()
+        EmailAddress.objects.create(user=user, email=old_email, primary=True, verified=True)
+        user.email, user.pending_email = old_email, ""
+        user.set_unusable_password()
+        user.save(update_fields=["email", "pending_email", "password", "updated_at"])
+        SocialAccount.objects.filter(user=user, date_joined__gte=datetime.fromisoformat(change["changed_at"])).delete()
+        revoke_sessions(user_id=user.id, reason="email_change_undone")
+        _send_password_reset_link(user=user)
+    return user
 
 
 def verify_email(*, key: str) -> None:
@@ -268,10 +361,10 @@ def register_user(*, email: str, password: str, name: str = "", ip: str = "") ->
     The caller answers the same in both cases, so registration reveals nothing about who has an account.
     """
     ratelimits.hit(scope="register_ip", key=ip)
-    email = User.objects.normalize_email(email)
+    email = _new_address(email, field="email")
     ratelimits.hit(scope="register_email", key=email)
     _validate_password(password, user=User(email=email, name=name), field="password")
-    existing = User.objects.filter(email__iexact=email).first()
+    existing = User.objects.filter(email=email).first()
     if existing is None:
         try:
             with transaction.atomic():
@@ -280,7 +373,7 @@ def register_user(*, email: str, password: str, name: str = "", ip: str = "") ->
                 address = EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
                 address.send_confirmation(None, signup=True)
         except IntegrityError:  # a concurrent registration of the same address won
-            existing = User.objects.filter(email__iexact=email).first()
+            existing = User.objects.filter(email=email).first()
         else:
             metrics.SIGNUPS.labels(method="password").inc()
             return
@@ -294,23 +387,40 @@ def login_user(*, email: str, password: str, device_name: str = "", user_agent: 
     The same InvalidCredentials for an unknown email and a wrong password. Failures count per
     account; past the limit even the right password is refused until the window ends.
     """
-    email = User.objects.normalize_email(email)
-    try:
-        ratelimits.hit(scope="login_ip", key=ip)
-        ratelimits.check(scope="login_failures_account", key=email)
-    except RateLimited:
-        metrics.LOGINS.labels(method="password", outcome="rate_limited").inc()
-        raise
+    email = canonical_email(email)
+    check_login_allowed(email=email, ip=ip)
     # ModelBackend hashes the password even for unknown emails (same timing) and upgrades old hashes.
     user = ModelBackend().authenticate(None, email=email, password=password)
     if user is None:
-        ratelimits.record(scope="login_failures_account", key=email)
+        record_login_failure(email=email)
         metrics.LOGINS.labels(method="password", outcome="failure").inc()
         raise InvalidCredentials()
-    ratelimits.clear(scope="login_failures_account", key=email)
+    clear_login_failures(email=email)
     access, refresh = start_session(user=user, device_name=device_name, user_agent=user_agent, ip=ip)
     metrics.LOGINS.labels(method="password", outcome="success").inc()
     return user, access, refresh
+
+
+def check_login_allowed(*, email: str, ip: str) -> None:
+    """Count a login attempt from `ip`; RateLimited past the per-IP or per-account limit.
+
+    The API and the hosted pages share these counters, keyed by the canonical address, so no door
+    or spelling of an address gets attempts of its own.
+    """
+    try:
+        ratelimits.hit(scope="login_ip", key=ip)
+        ratelimits.check(scope="login_failures_account", key=canonical_email(email))
+    except RateLimited:
+        metrics.LOGINS.labels(method="password", outcome="rate_limited").inc()
+        raise
+
+
+def record_login_failure(*, email: str) -> None:
+    ratelimits.record(scope="login_failures_account", key=canonical_email(email))
+
+
+def clear_login_failures(*, email: str) -> None:
+    ratelimits.clear(scope="login_failures_account", key=canonical_email(email))
 
 
 def start_session(*, user: User, device_name: str, user_agent: str, ip: str, method: str = "password"):
@@ -406,12 +516,26 @@ def change_password(*, user, current_password: str | None, new_password: str) ->
 
 def request_password_reset(*, email: str, ip: str = "") -> None:
     """Email a single-use reset link (allauth's token) if the account exists; silent otherwise."""
-    email = User.objects.normalize_email(email)
+    email = count_password_reset_request(email=email, ip=ip)
+    send_password_reset(email=email)
+
+
+def count_password_reset_request(*, email: str, ip: str) -> str:
+    """Count a reset request (API and hosted page alike); returns the canonical address, RateLimited past a limit."""
+    email = canonical_email(email)
     ratelimits.hit(scope="forgot_ip", key=ip)
     ratelimits.hit(scope="forgot_email", key=email)
-    user = User.objects.filter(email__iexact=email, is_active=True).first()
-    if user is None:
-        return
+    return email
+
+
+def send_password_reset(*, email: str) -> None:
+    """The reset email for a counted request (count_password_reset_request); nothing if no account uses the address."""
+    user = User.objects.filter(email=canonical_email(email), is_active=True).first()
+    if user is not None:
+        _send_password_reset_link(user=user)
+
+
+def _send_password_reset_link(*, user: User) -> None:
     adapter = get_adapter()
     temp_key = default_token_generator.make_token(user)
     token = f"{user_pk_to_url_str(user)}-{temp_key}"
@@ -423,12 +547,28 @@ def reset_password(*, token: str, password: str) -> None:
     """Set a new password from a reset token; all sessions end and the email counts as verified."""
     user = _user_for_reset_token(token)
     _validate_password(password, user=user, field="password")
+    complete_password_reset(user=user, password=password)
+
+
+def complete_password_reset(*, user: User, password: str) -> None:
+    """A reset link was opened (API or hosted page): new password, every session ends, the address is proven.
+
+    A first proof also disconnects the providers connected before it (see _end_access_from_before_proof).
+    """
     with transaction.atomic():
+        user = User.objects.select_for_update().get(id=user.id)
+        first_proof = not EmailAddress.objects.filter(user=user, verified=True).exists()
         set_user_password(user=user, password=password)
-        # Opening the link proved the mailbox is the user's.
-        EmailAddress.objects.filter(user=user, email__iexact=user.email, verified=False).update(verified=True)
-        forget_profile(user_id=user.id)  # update() sends no signal
-    ratelimits.clear(scope="login_failures_account", key=user.email)
+        has_primary = EmailAddress.objects.filter(user=user, primary=True).exists()
+        address, _ = EmailAddress.objects.get_or_create(
+            user=user, email=user.email, defaults={"primary": not has_primary, "verified": True}
+        )
+        if not address.verified:
+            address.verified = True
+            address.save(update_fields=["verified"])
+        if first_proof:
+            _end_access_from_before_proof(user_id=user.id)
+    clear_login_failures(email=user.email)
 
 
 def _user_for_reset_token(token: str) -> User:

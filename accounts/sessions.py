@@ -6,7 +6,13 @@ the token *family*. simplejwt's blacklist app records each refresh token (`Outst
 and, when it is rotated, blacklists it. Presenting a blacklisted refresh token again means it
 was copied: the whole family is revoked at once (401 `token_reused`) while the user's other
 sessions live on. Rotation holds the session row lock, so two refreshes racing with one token
-cannot both win.
+cannot both rotate it.
+
+Reuse window: two contexts of one extension (a popup and the background worker) may refresh with
+the same token at once. The one that comes second finds it rotated; if that rotation is at most
+`JWT_REFRESH_REUSE_SECONDS` old, it gets the session's current pair (the session remembers its
+newest refresh token's jti) instead of `token_reused`, and both stay signed in. Later reuse
+still revokes the family.
 
 Access tokens are checked without loading the user: signature and expiry by simplejwt, then
 the session's state in the cache (Redis in production), falling back to one indexed lookup on
@@ -16,6 +22,7 @@ commit, so a revoked session's access tokens fail immediately.
 
 import ipaddress
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -92,6 +99,8 @@ def issue_session_tokens(
             **_client_fields(device_name=device_name, user_agent=user_agent, ip=ip),
         )
         refresh = _new_refresh_token(user_id=user.id, session=session)
+        session.refresh_jti = refresh[api_settings.JTI_CLAIM]
+        session.save(update_fields=["refresh_jti"])
     return str(refresh.access_token), str(refresh), session
 
 
@@ -115,7 +124,10 @@ def decode_refresh_token(raw: str) -> dict:
 
 
 def rotate_refresh_token(*, refresh: str) -> tuple[str, str, Session]:
-    """Exchange a refresh token for a new pair; a rotated token used again revokes its family."""
+    """Exchange a refresh token for a new pair; a rotated token used again revokes its family.
+
+    Within the reuse window a rotated token gets the session's current pair instead (see above).
+    """
     payload = decode_refresh_token(refresh)
     jti = payload[api_settings.JTI_CLAIM]
     with transaction.atomic():
@@ -123,21 +135,38 @@ def rotate_refresh_token(*, refresh: str) -> tuple[str, str, Session]:
         outstanding = OutstandingToken.objects.filter(jti=jti, user_id=session.user_id if session else None).first()
         if session is None or outstanding is None or session.revoked_at is not None:
             raise TokenInvalid()
-        if BlacklistedToken.objects.filter(token=outstanding).exists():
-            _revoke(session, reason="token_reused")
-            reused = True
-        else:
-            reused = False
+        rotated = BlacklistedToken.objects.filter(token=outstanding).first()
+        if rotated is None:
             BlacklistedToken.objects.create(token=outstanding)
             now = timezone.now()
+            new_refresh = _new_refresh_token(user_id=session.user_id, session=session)
             session.last_used_at = now
             session.refresh_expires_at = now + settings.JWT_REFRESH_LIFETIME
-            session.save(update_fields=["last_used_at", "refresh_expires_at"])
-            new_refresh = _new_refresh_token(user_id=session.user_id, session=session)
-    if reused:
+            session.refresh_jti = new_refresh[api_settings.JTI_CLAIM]
+            session.save(update_fields=["last_used_at", "refresh_expires_at", "refresh_jti"])
+            return str(new_refresh.access_token), str(new_refresh), session
+        current = _current_refresh_token(session) if _within_reuse_window(rotated.blacklisted_at) else None
+        if current is None:
+            _revoke(session, reason="token_reused")
+    if current is None:
         # Raised after the block so the revocation commits.
         raise TokenReused()
-    return str(new_refresh.access_token), str(new_refresh), session
+    return str(current.access_token), str(current), session
+
+
+def _within_reuse_window(rotated_at) -> bool:
+    return timezone.now() - rotated_at <= timedelta(seconds=settings.JWT_REFRESH_REUSE_SECONDS)
+
+
+def _current_refresh_token(session: Session) -> RefreshToken | None:
+    """The family's newest refresh token, if it is still outstanding and unused."""
+    if not session.refresh_jti:  # a session from before the window existed
+        return None
+    record = OutstandingToken.objects.filter(jti=session.refresh_jti, blacklistedtoken__isnull=True).first()
+    if record is None:
+        return None
+    # Read back from our own record: its signature was checked when we issued it; the blacklist just now.
+    return RefreshToken(record.token, verify=False)
 
 
 def _revoke(session: Session, *, reason: str) -> None:

@@ -190,6 +190,9 @@ def parse_duration(value: str) -> timedelta:
 JWT_SECRET = env("JWT_SECRET", default="")
 JWT_ACCESS_LIFETIME = parse_duration(env("JWT_EXPIRES_IN", default="15m"))
 JWT_REFRESH_LIFETIME = parse_duration(env("JWT_REFRESH_EXPIRES_IN", default="30d"))
+# A rotated refresh token sent again this soon gets the session's current pair, not `token_reused`:
+# two contexts of one extension refreshing at once both stay signed in (DESIGN §3).
+JWT_REFRESH_REUSE_SECONDS = env.int("JWT_REFRESH_REUSE_SECONDS", default=10)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": JWT_ACCESS_LIFETIME,
     "REFRESH_TOKEN_LIFETIME": JWT_REFRESH_LIFETIME,
@@ -213,6 +216,14 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ChatFocus] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if not DEBUG else "http"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Hosted password reset and key forms run the API's services (same counters, same proof rules).
+ACCOUNT_FORMS = {
+    "reset_password": "accounts.forms.ResetPasswordForm",
+    "reset_password_from_key": "accounts.forms.ResetPasswordKeyForm",
+}
+# allauth's own login-failure and reset counters are replaced by the API's (accounts.ratelimits),
+# which the hosted pages share through the adapter and the forms above.
+ACCOUNT_RATE_LIMITS = {"login_failed": None, "reset_password": None}
 # Password reset links (allauth's token generator) work once and expire after an hour.
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
@@ -226,7 +237,6 @@ SOCIALACCOUNT_PROVIDERS = {
             else []
         ),
         "SCOPE": ["openid", "profile", "email"],
-        "VERIFIED_EMAIL": True,
     },
     "github": {
         "APPS": (

@@ -8,6 +8,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
+from accounts.addresses import InvalidAddress, clean_email
 from accounts.models import Session
 from accounts.oauth import is_allowed_redirect_uri
 
@@ -50,11 +51,32 @@ def _last_path_segment(value: str, marker: str) -> str:
     return value
 
 
+def _canonical_email(value: str) -> str:
+    try:
+        return clean_email(value)
+    except InvalidAddress as error:
+        raise serializers.ValidationError(str(error)) from error
+
+
+class CanonicalEmailField(serializers.EmailField):
+    """An email address in its canonical form (accounts.addresses); invisible characters are a 400."""
+
+    def to_internal_value(self, data):
+        return _canonical_email(super().to_internal_value(data))
+
+
+class LoginEmailField(serializers.CharField):
+    """The login's address, canonical; not checked for format (an unknown address answers like a wrong password)."""
+
+    def to_internal_value(self, data):
+        return _canonical_email(super().to_internal_value(data))
+
+
 # --- Auth -------------------------------------------------------------------------------
 
 
 class RegisterSerializer(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailField(max_length=254)
     password = serializers.CharField(**PASSWORD)
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
@@ -64,7 +86,7 @@ class DetailSerializer(serializers.Serializer):
 
 
 class LoginSerializer(StrictSerializer):
-    email = serializers.CharField(max_length=254)
+    email = LoginEmailField(max_length=254)
     password = serializers.CharField(**PASSWORD)
     device_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
 
@@ -79,7 +101,7 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class ForgotPasswordSerializer(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailField(max_length=254)
 
 
 class ResetPasswordSerializer(StrictSerializer):
@@ -155,8 +177,19 @@ class ProfileSerializer(serializers.Serializer):
 
 class ProfileUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=150, allow_blank=True)
-    email = serializers.EmailField(
-        max_length=254, help_text="A new address gets a confirmation link and is used once it is confirmed."
+    email = CanonicalEmailField(
+        max_length=254,
+        help_text=(
+            "A new address gets a confirmation link and is used once it is confirmed; the old address is "
+            "told, with a link that undoes the change for 7 days. Needs `current_password`."
+        ),
+    )
+    current_password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="Needed to change `email` (403 without it). " + RECENT_LOGIN_HELP,
+        **PASSWORD,
     )
     locale = serializers.CharField(max_length=35, validators=[validate_locale])
     timezone = serializers.CharField(max_length=64, validators=[validate_timezone])

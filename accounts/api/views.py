@@ -4,21 +4,16 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts import services
 from accounts.api import serializers as s
 from accounts.oauth import PROVIDERS, finish_oauth_login, start_oauth_login
+from accounts.ratelimits import client_ip
 from chatfocus.api import error_responses, represent
 from chatfocus.pagination import CursorPagination
 
 NO_CONTENT = {204: OpenApiResponse(description="Done.")}
-
-
-def client_ip(request) -> str:
-    """The client address as DRF's throttles see it (honours NUM_PROXIES behind a proxy)."""
-    return BaseThrottle().get_ident(request) or ""
 
 
 def user_agent(request) -> str:
@@ -96,9 +91,11 @@ class RefreshView(PublicView):
         operation_id="auth_refresh",
         summary="Exchange a refresh token for a new token pair",
         description=(
-            "Rotation: the refresh token sent is used up. Sending a used one again is treated as theft: "
-            "401 `token_reused` and the whole session (every token it issued) is signed out; other "
-            "sessions are untouched. An invalid, expired or signed-out token is 401 `token_invalid`."
+            "Rotation: the refresh token sent is used up. Sent again within JWT_REFRESH_REUSE_SECONDS "
+            "(10 s) of its rotation it returns the session's current pair (two contexts refreshing at "
+            "once both stay signed in). Later it is treated as theft: 401 `token_reused` and the whole "
+            "session (every token it issued) is signed out; other sessions are untouched. An invalid, "
+            "expired or signed-out token is 401 `token_invalid`."
         ),
         request=s.RefreshSerializer,
         responses={200: s.TokenPairSerializer, **error_responses(401, 429)},
@@ -327,9 +324,13 @@ class MeView(APIView):
     @extend_schema(
         operation_id="users_me_update",
         summary="Replace your profile (name, email, locale, timezone)",
-        description="All four fields. A new email is applied once confirmed (see `pending_email`). Unknown keys → 400.",
+        description=(
+            "All four fields. A new email needs `current_password` (accounts without a password: a login in "
+            "the last 10 minutes), else 403; it is applied once confirmed (see `pending_email`), and the old "
+            "address gets a link that undoes the change. Unknown keys → 400."
+        ),
         request=s.ProfileUpdateSerializer,
-        responses={200: s.ProfileSerializer},
+        responses={200: s.ProfileSerializer, **error_responses(403, 429)},
         tags=["users"],
     )
     def put(self, request):
@@ -338,9 +339,12 @@ class MeView(APIView):
     @extend_schema(
         operation_id="users_me_partial_update",
         summary="Change some profile fields",
-        description="Any of name, email, locale, timezone. A new email is applied once confirmed. Unknown keys → 400.",
+        description=(
+            "Any of name, email, locale, timezone. A new email needs `current_password` (else 403) and is "
+            "applied once confirmed. Unknown keys → 400."
+        ),
         request=s.ProfileUpdateSerializer(partial=True),
-        responses={200: s.ProfileSerializer},
+        responses={200: s.ProfileSerializer, **error_responses(403, 429)},
         tags=["users"],
     )
     def patch(self, request):

@@ -12,6 +12,7 @@ from django.apps import apps
 from django.core import mail
 from django.db import connection, models
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts.models import User
 from accounts.services import issue_session_tokens
@@ -120,17 +121,22 @@ def test_delete_account_cancels_billing_first_and_aborts_if_it_fails(auth_client
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_refreshes_with_one_token_let_exactly_one_win():
+def test_concurrent_refreshes_of_one_token_within_the_window_all_succeed_and_the_session_lives(settings):
+    """Contexts of one extension (popup, background worker) refreshing at once all stay signed in."""
+    # A window no loaded CI machine's thread scheduling can outlast: the test is about the rule, not the clock.
+    settings.JWT_REFRESH_REUSE_SECONDS = 300
     user = UserFactory()
-    _, refresh, _ = issue_session_tokens(user=user)
+    _, refresh, session = issue_session_tokens(user=user)
     barrier = threading.Barrier(4)
-    statuses = []
+    results, errors = [], []
 
     def attempt():
         try:
-            barrier.wait()
+            barrier.wait(timeout=30)
             response = APIClient().post("/api/auth/refresh", {"refresh": refresh}, format="json")
-            statuses.append((response.status_code, response.json().get("error", {}).get("code")))
+            results.append((response.status_code, response.json()))
+        except Exception as error:  # surfaced below: a thread's failure must fail the test
+            errors.append(error)
         finally:
             connection.close()
 
@@ -139,11 +145,17 @@ def test_concurrent_refreshes_with_one_token_let_exactly_one_win():
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses, key=str)[0][0] == 200
-    assert [status for status, _ in statuses].count(200) == 1
-    # The losers presented a used token: reuse, and the family is revoked.
-    assert {code for status, code in statuses if status != 200} <= {"token_reused", "token_invalid"}
-    assert "token_reused" in {code for _, code in statuses}
+    assert not errors, errors
+    assert [status for status, _ in results] == [200] * 4, results
+    # One rotation won; the others got its pair, so every context holds the same live tokens.
+    assert len({body["refresh"] for _, body in results}) == 1
+    assert BlacklistedToken.objects.filter(token__jti__isnull=False).count() == 1
+    session.refresh_from_db()
+    assert session.revoked_at is None
+    for _, body in results:
+        assert APIClient(HTTP_AUTHORIZATION=f"Bearer {body['access']}").get("/api/users/me").status_code == 200
+    following = APIClient().post("/api/auth/refresh", {"refresh": results[0][1]["refresh"]}, format="json")
+    assert following.status_code == 200
 
 
 TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")

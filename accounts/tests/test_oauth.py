@@ -6,12 +6,13 @@ import pytest
 import responses
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
+from django.core import mail
 from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import Session, User
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,6 @@ def providers(settings):
         "google": {
             "APPS": [{"client_id": "google-id", "secret": "google-secret"}],
             "SCOPE": ["openid", "profile", "email"],
-            "VERIFIED_EMAIL": True,
         },
         "github": {
             "APPS": [{"client_id": "github-id", "secret": "github-secret"}],
@@ -277,3 +277,144 @@ def test_a_browser_signed_in_to_the_hosted_pages_can_still_log_the_extension_in(
         final = run_flow(browser, "google")
     body = exchange(query(final)["code"]).json()
     assert body["user"]["email"] == "ada@gmail.com"
+
+
+# --- connected providers (DESIGN §3): only provider-verified emails, never before the account's own proof ----------
+
+
+def hosted_flow(browser: Client, provider: str, *, process: str = "login"):
+    """A provider login or connection from the hosted pages; returns allauth's response to the callback."""
+    start = browser.post(f"/account/{provider}/login/", {"process": process})
+    assert start.status_code == 302, start.content
+    return browser.get(
+        f"/account/{provider}/login/callback/", {"code": "provider-code", "state": query(start["Location"])["state"]}
+    )
+
+
+def test_pre_registration_takeover_journey_ends_at_the_victims_first_proof(django_capture_on_commit_callbacks):
+    """The attacker registers the victim's address and tries to keep a way in through their own GitHub."""
+    attacker = Client()
+    signup = attacker.post(
+        "/account/signup/",
+        {"email": "victim@example.com", "password1": "attackers-pass-123", "password2": "attackers-pass-123"},
+    )
+    assert signup.status_code == 302
+    account = User.objects.get(email="victim@example.com")
+    attacker_github = [{"email": "mallory@evil.example", "primary": True, "verified": True}]
+
+    # Connecting a provider needs the account's own address verified: refused, nothing stored.
+    with responses.RequestsMock() as rsps:
+        mock_github(rsps, emails=attacker_github, uid=666)
+        refused = hosted_flow(attacker, "github", process="connect")
+    assert refused.status_code == 302 and refused["Location"] == "/account/connections/"
+    assert not SocialAccount.objects.exists()
+
+    # A connection made before these rules existed (or by any other way in) does not survive the proof either.
+    SocialAccount.objects.create(user=account, provider="github", uid="666")
+    attacker_api = exchange_for_session(account)
+
+    # The victim resets the password on the hosted pages: the first proof that the mailbox is theirs.
+    victim = Client()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert victim.post("/account/password/reset/", {"email": "victim@example.com"}).status_code == 302
+    (message,) = [m for m in mail.outbox if "/account/password/reset/key/" in m.body]
+    link = urlsplit(next(word for word in message.body.split() if "/account/password/reset/key/" in word)).path
+    form = victim.get(link, follow=True)
+    new_password = {"password1": "victims-own-pass-456", "password2": "victims-own-pass-456"}
+    assert victim.post(form.redirect_chain[-1][0], new_password).status_code == 302
+
+    assert not SocialAccount.objects.filter(user=account).exists()
+    assert EmailAddress.objects.get(user=account, email="victim@example.com").verified
+    assert APIClient(HTTP_AUTHORIZATION=f"Bearer {attacker_api}").get("/api/users/me").status_code == 401
+    assert attacker.get("/account/").status_code == 302  # the attacker's browser session is gone
+    # The attacker's GitHub no longer reaches the account.
+    with responses.RequestsMock() as rsps:
+        mock_github(rsps, emails=attacker_github, uid=666)
+        final = run_flow(Client(), "github")
+    assert exchange(query(final)["code"]).json()["user"]["id"] != str(account.id)
+    assert SocialAccount.objects.get(uid="666").user.email == "mallory@evil.example"
+
+
+def exchange_for_session(user) -> str:
+    from accounts.services import issue_session_tokens
+
+    access, _, _ = issue_session_tokens(user=user, device_name="attacker")
+    return access
+
+
+def test_the_first_confirmation_link_disconnects_earlier_providers_and_signs_out_every_session(auth_client):
+    user = UserFactory(email="victim@example.com")
+    address = EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
+    SocialAccount.objects.create(user=user, provider="github", uid="666")
+    client = auth_client(user)
+    from allauth.account.models import EmailConfirmationHMAC
+
+    key = EmailConfirmationHMAC(address).key
+    assert APIClient().post("/api/auth/verify-email", {"key": key}, format="json").status_code == 204
+    assert not SocialAccount.objects.exists()
+    assert client.get("/api/users/me").status_code == 401
+
+
+@pytest.mark.parametrize("flow", ["extension", "hosted"])
+@pytest.mark.parametrize("provider", ["github", "google"])
+@pytest.mark.parametrize("existing", [None, "verified", "unverified"])
+def test_a_provider_email_the_provider_did_not_verify_never_creates_or_links_an_account(flow, provider, existing):
+    """GitHub `verified: false`, Google `email_verified: false`: no account is created, none is linked."""
+    if existing:
+        user = UserFactory(email="mona@example.com")
+        EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=existing == "verified")
+    users_before = User.objects.count()
+    browser = Client()
+    with responses.RequestsMock() as rsps:
+        if provider == "github":
+            mock_github(rsps, emails=[{"email": "mona@example.com", "primary": True, "verified": False}])
+        else:
+            mock_google(rsps, email="mona@example.com", verified=False)
+        if flow == "extension":
+            final = run_flow(browser, provider)
+            assert query(final) == {"error": "email_not_verified"}
+        else:
+            response = hosted_flow(browser, provider)
+            assert response.status_code == 302 and response["Location"] == "/account/login/"
+    assert not SocialAccount.objects.exists()
+    assert User.objects.count() == users_before
+    assert "_auth_user_id" not in browser.session
+
+
+def test_github_never_gives_a_new_account_an_address_it_did_not_verify():
+    emails = [
+        {"email": "public@example.com", "primary": True, "verified": False},
+        {"email": "work@example.com", "primary": False, "verified": True},
+    ]
+    with responses.RequestsMock() as rsps:
+        rsps.post(GITHUB_TOKEN, json={"access_token": "t", "token_type": "bearer", "scope": "read:user,user:email"})
+        rsps.get(GITHUB_USER, json={"id": 7, "login": "mona", "name": "Mona", "email": "public@example.com"})
+        rsps.get(GITHUB_EMAILS, json=emails)
+        final = run_flow(Client(), "github")
+    body = exchange(query(final)["code"]).json()
+    assert body["user"]["email"] == "work@example.com"
+    assert list(EmailAddress.objects.values_list("email", "verified")) == [("work@example.com", True)]
+
+
+def test_a_verified_account_connects_github_with_a_verified_address():
+    user = UserFactory(email="ada@example.com")
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    browser = Client()
+    assert browser.post("/account/login/", {"login": user.email, "password": DEFAULT_PASSWORD}).status_code == 302
+    with responses.RequestsMock() as rsps:
+        mock_github(rsps, emails=[{"email": "ada@github.example", "primary": True, "verified": True}])
+        response = hosted_flow(browser, "github", process="connect")
+    assert response.status_code == 302
+    assert SocialAccount.objects.get(provider="github").user_id == user.id
+
+
+def test_connecting_a_provider_that_did_not_verify_its_email_is_refused():
+    user = UserFactory(email="ada@example.com")
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    browser = Client()
+    browser.force_login(user)
+    with responses.RequestsMock() as rsps:
+        mock_github(rsps, emails=[{"email": "ada@github.example", "primary": True, "verified": False}])
+        response = hosted_flow(browser, "github", process="connect")
+    assert response.status_code == 302 and response["Location"] == "/account/connections/"
+    assert not SocialAccount.objects.exists()

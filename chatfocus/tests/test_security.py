@@ -500,6 +500,7 @@ def test_password_and_token_flows_log_no_password_token_or_key(all_logs, setting
     secrets["login access"], secrets["login refresh"] = tokens["access"], tokens["refresh"]
     rotated = post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).json()
     secrets["refreshed access"], secrets["refreshed refresh"] = rotated["access"], rotated["refresh"]
+    settings.JWT_REFRESH_REUSE_SECONDS = 0  # no reuse window: the second use is a theft
     assert post(api, "/api/auth/refresh", {"refresh": tokens["refresh"]}).status_code == 401  # reuse
     session = login(api, "leak@example.com", NEW_PASSWORD).json()
     secrets["session access"], secrets["session refresh"] = session["access"], session["refresh"]
