@@ -323,6 +323,7 @@ NOT_OBJECT_ROUTES = {
     "auth-oauth-start": "the provider name (google, github)",
     "account_confirm_email": "the key from the verification email",
     "account_reset_password_from_key": "the key from the password reset email",
+    "account_undo_email_change": "the signed token from the email change notice",
 }
 HOSTED_PAGE_ROUTES = {"account_revoke_session"}
 
