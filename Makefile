@@ -45,7 +45,7 @@ seed: migrate
 	DEBUG=1 $(PY) manage.py seed
 
 run: seed
-	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
 
 # What the image build does: static files collected, Django's checks and complete migrations.
 build: install
