@@ -62,7 +62,12 @@ def _view_cache_keys(request, user_id) -> list[str]:
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
 def _verified_access_token(raw_token: bytes) -> AccessToken:
-    return AccessToken(raw_token)  # a TokenError is raised, not cached
+    try:
+        return AccessToken(raw_token)  # a TokenError is raised, not cached
+    except (OverflowError, ValueError, TypeError) as error:
+        # A correctly signed token whose claims simplejwt cannot turn into dates (`exp` = 10**20 overflows
+        # datetime): only the holder of JWT_SECRET can make one, and it is still just an invalid token.
+        raise TokenError("Token claims are out of range.") from error
 
 
 class JWTAuthentication(SimpleJWTAuthentication):
@@ -73,7 +78,7 @@ class JWTAuthentication(SimpleJWTAuthentication):
             token = _verified_access_token(raw_token)
         except TokenError as error:
             raise InvalidToken() from error
-        if token["exp"] <= time.time():
+        if not isinstance(token["exp"], int | float) or token["exp"] <= time.time():
             raise InvalidToken()
         return token
 
@@ -117,7 +122,7 @@ class JWTAuthentication(SimpleJWTAuthentication):
         from accounts import sessions
 
         prefetched = sessions.read_with_session_state(session_id, prefetch) if prefetch else None
-        if not sessions.is_session_active(session_id, prefetched=prefetched):
+        if not sessions.is_session_active(session_id, user_id=user_id, prefetched=prefetched):
             raise _token_invalid()
         return TokenUser(user_id=user_id, session_id=session_id, prefetched=prefetched)
 

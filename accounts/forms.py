@@ -9,21 +9,11 @@ from django import forms
 from accounts import services
 from accounts.addresses import InvalidAddress, clean_email
 from accounts.ratelimits import client_ip
+from accounts.locales import LOCALE_CHOICES
 from billing.tiers import FREE, TIERS
 from chatfocus.exceptions import RateLimited
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
-LOCALE_CHOICES = [
-    ("en", "English"),
-    ("de", "Deutsch"),
-    ("es", "Español"),
-    ("fr", "Français"),
-    ("it", "Italiano"),
-    ("ja", "日本語"),
-    ("nl", "Nederlands"),
-    ("pl", "Polski"),
-    ("pt", "Português"),
-]
 
 
 class ProfileForm(forms.Form):

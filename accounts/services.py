@@ -1,5 +1,6 @@
 """Account verbs; other apps call these, never accounts' models."""
 
+import logging
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -22,6 +23,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts import personal_data, ratelimits
@@ -42,6 +44,8 @@ from chatfocus import metrics
 from chatfocus.cache import get_many_prefetched
 from chatfocus.emails import send_templated_email
 from chatfocus.exceptions import InvalidCredentials, NotFound, PermissionDenied, RateLimited, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 PREFERENCE_FIELDS = ("analytics_opt_in", "product_emails", "marketing_emails", "locale", "timezone")
 PROFILE_FIELDS = ("name", "email", "locale", "timezone")
@@ -515,9 +519,19 @@ def change_password(*, user, current_password: str | None, new_password: str) ->
 
 
 def request_password_reset(*, email: str, ip: str = "") -> None:
-    """Email a single-use reset link (allauth's token) if the account exists; silent otherwise."""
+    """Queue a reset link for this address: the request does the same work whether an account uses it or not.
+
+    Looking the account up here made the known path slower (it alone queued an email), so accounts could be
+    enumerated by timing. The lookup happens in the worker.
+    """
+    from accounts.tasks import send_password_reset_task
+
     email = count_password_reset_request(email=email, ip=ip)
-    send_password_reset(email=email)
+    try:
+        send_password_reset_task.delay(email=email)
+    except BrokerUnavailable as error:
+        logger.warning("Celery broker unreachable, looking up the password reset in process: %s", error)
+        send_password_reset(email=email)
 
 
 def count_password_reset_request(*, email: str, ip: str) -> str:

@@ -40,8 +40,10 @@ from chatfocus.cache import get_prefetched
 from chatfocus.exceptions import DomainError, TokenInvalid
 
 SESSION_CLAIM = "sid"
-SESSION_STATE_KEY = "accounts:session:{session_id}"
-ACTIVE, REVOKED = "active", "revoked"
+# The value is the id of the user a live session belongs to (a token's `sid` only counts with its own user),
+# or REVOKED. Named apart from the former "active"/"revoked" key so a cached "active" never passes for an id.
+SESSION_STATE_KEY = "accounts:session-owner:{session_id}"
+REVOKED = "revoked"
 
 
 class TokenReused(DomainError):
@@ -215,15 +217,16 @@ def read_with_session_state(session_id, keys: list[str]) -> dict:
     return cache.get_many([session_state_key(session_id), *keys])
 
 
-def is_session_active(session_id, *, prefetched: dict | None = None) -> bool:
-    """Cache first; on a miss one lookup, remembered with `add` so a racing revocation wins.
+def is_session_active(session_id, *, user_id, prefetched: dict | None = None) -> bool:
+    """Whether the session lives and belongs to `user_id`. Cache first; on a miss one lookup, remembered
+    with `add` so a racing revocation wins.
 
     `prefetched`: what read_with_session_state returned, so the state costs no round trip of its own.
     """
     key = session_state_key(session_id)
     state = get_prefetched(key, prefetched)
     if state is None:
-        row = Session.objects.filter(id=session_id).values_list("revoked_at", "user__is_active").first()
-        state = ACTIVE if row is not None and row[0] is None and row[1] else REVOKED
+        row = Session.objects.filter(id=session_id).values_list("user_id", "revoked_at", "user__is_active").first()
+        state = str(row[0]) if row is not None and row[1] is None and row[2] else REVOKED
         cache.add(key, state, timeout=_state_timeout())
-    return state == ACTIVE
+    return state == str(user_id)

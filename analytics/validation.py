@@ -20,7 +20,7 @@ MAX_PROP_LENGTH = 256
 MAX_CLIENT_FIELD_LENGTH = 32
 MAX_METRIC_VALUE = 24 * 3600 * 1000.0  # a day in ms; anything larger is a broken clock, not a timing
 
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
 EXCESS_FRACTION = re.compile(r"(\.\d{6})\d+")
 CLIENT_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$")
 

@@ -1,11 +1,15 @@
 """Stripe webhooks: verify, store once, process in its own transaction, dispatch to services.
 
-1. The `Stripe-Signature` header is checked over the raw body with STRIPE_WEBHOOK_SECRET (300 s
-   tolerance) before any lookup or storage: a bad, missing or stale signature is a 400 and nothing
-   is written. dj-stripe's own view is not used because it answers 404 without an endpoint row,
+1. The `Stripe-Signature` header is checked over the raw body with STRIPE_WEBHOOK_SECRET (its
+   timestamp within 300 s of now, either way: the library only refuses old ones) before any lookup,
+   storage or "billing configured" check: a bad, missing, stale or future signature is a 400 and
+   nothing is written. dj-stripe's own view is not used because it answers 404 without an endpoint row,
    stores the request before validating and, under DEBUG, accepts an `x-djstripe-webhook-secret`
    header in place of the real secret; here no header can replace the secret.
-2. The event is stored by its Stripe id (primary key): a duplicate delivery finds the row.
+2. A type we handle arriving while STRIPE_SECRET_KEY is unset is a 503 `billing_not_configured`
+   (nothing stored; Stripe retries later), unless it was processed before. Types we do not handle
+   are stored as ignored without calling Stripe (dj-stripe's mirroring re-fetches every object).
+   The event is stored by its Stripe id (primary key): a duplicate delivery finds the row.
 3. Exactly one request processes it: the row is locked with SKIP LOCKED, so a concurrent duplicate
    sees nothing to do and answers 200, and a processed event is never processed again.
 4. Processing runs in a savepoint: dj-stripe mirrors the event (its Event log; it re-fetches the
@@ -14,9 +18,9 @@
    `billing_replay_events --failed`) and answers 500, so Stripe retries too.
 """
 
-import json
 import logging
 import re
+import time
 import traceback
 from datetime import UTC, datetime
 
@@ -27,6 +31,7 @@ from django.utils import timezone
 
 from billing import services
 from billing.models import TierChange, WebhookEvent
+from chatfocus import parsers
 from chatfocus.exceptions import DomainError, ValidationFailed
 from chatfocus.metrics import WEBHOOK_EVENTS
 
@@ -36,6 +41,7 @@ SOURCE = TierChange.Source.WEBHOOK
 EVENT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_.]{1,255}")
 MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z
+DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
 
 
 class SignatureInvalid(DomainError):
@@ -56,6 +62,10 @@ def _verify(payload: bytes, signature: str | None) -> None:
         )
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as error:
         raise SignatureInvalid() from error
+    # verify_header refuses only old timestamps; the header parsed there, so it parses here (the same way).
+    timestamp, _signatures = stripe.WebhookSignature._get_timestamp_and_signatures(signature, "v1")
+    if timestamp > time.time() + services.WEBHOOK_TOLERANCE_SECONDS:
+        raise SignatureInvalid()
 
 
 def receive_webhook(*, payload: bytes, signature: str | None) -> str:
@@ -66,11 +76,17 @@ def receive_webhook(*, payload: bytes, signature: str | None) -> str:
         WEBHOOK_EVENTS.labels(type="unknown", outcome="signature_invalid").inc()
         raise
     try:
-        event = json.loads(payload)
-    except (ValueError, RecursionError):
-        event = None
+        event = parsers.loads(payload)
+    except parsers.MalformedJSON as error:
+        raise ValidationFailed(str(error), code="malformed_json") from error
     if not _is_stripe_event(event):
         raise ValidationFailed("The body is not a Stripe event.")
+    if event["type"] in HANDLERS and not services.is_billing_configured():
+        if WebhookEvent.objects.filter(id=event["id"], status__in=DONE).exists():
+            WEBHOOK_EVENTS.labels(type=event["type"], outcome="duplicate").inc()
+            return "duplicate"
+        WEBHOOK_EVENTS.labels(type=event["type"], outcome="billing_not_configured").inc()
+        raise services.BillingNotConfigured()
     try:
         WebhookEvent.objects.get_or_create(
             id=event["id"],
@@ -155,6 +171,9 @@ def _dispatch(stored: WebhookEvent) -> bool:
     from djstripe.models import Event
 
     endpoint = services.ensure_webhook_endpoint()
+    handler = HANDLERS.get(stored.type)
+    if handler is None:
+        return False
     account = endpoint.djstripe_owner_account if endpoint else None
     api_key = (account.default_api_key if account else None) or settings.STRIPE_SECRET_KEY
     try:
@@ -166,9 +185,6 @@ def _dispatch(stored: WebhookEvent) -> bool:
         if error.code != "resource_missing":
             raise
         logger.warning("dj-stripe skipped Stripe event %s (%s): %s", stored.id, stored.type, error)
-    handler = HANDLERS.get(stored.type)
-    if handler is None:
-        return False
     handler(stored.payload["data"]["object"], event_id=stored.id, event_created=stored.stripe_created)
     return True
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatfocus.exceptions import ServiceUnavailable, error_response
+from chatfocus.schema import ERROR_DESCRIPTIONS
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -26,78 +27,9 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input (`validation_error`, `malformed_json`, `clock_drift`, `signature_invalid`).",
-    401: (
-        "Missing or invalid credentials (`not_authenticated`, `token_invalid`, `token_reused`, `invalid_credentials`)."
-    ),
-    403: "`permission_denied`, or `feature_not_available` when the plan lacks the feature.",
-    404: "`not_found`.",
-    405: "`method_not_allowed`.",
-    409: "Conflict with current state (`conflict`, `subscription_exists`, `cursor_ahead`).",
-    410: "`cursor_expired`.",
-    412: "`precondition_failed`.",
-    413: "`payload_too_large`.",
-    415: "`unsupported_media_type`.",
-    422: "`quota_exceeded`.",
-    428: "`precondition_required`.",
-    429: "`rate_limited` (see Retry-After).",
-    500: "`server_error` (always a bug).",
-    502: "`upstream_error`: Stripe or a provider failed; nothing changed.",
-    503: "`unavailable`, `billing_not_configured` or `provider_not_configured` (see Retry-After).",
-}
-
-
 def error_responses(*statuses: int) -> dict:
     """`extend_schema(responses=...)` entries declaring the shared error shape for these statuses."""
     return {status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in statuses}
-
-
-def add_error_responses(result, generator, request, public):
-    """Declare the errors every operation can return (the ones middleware and DRF add everywhere)."""
-    error_ref = {"$ref": "#/components/schemas/Error"}
-    schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    if "Error" not in schemas:
-        schemas["ErrorDetail"] = {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-                "details": {},
-                "request_id": {"type": "string", "nullable": True},
-            },
-            "required": ["code", "message", "request_id"],
-        }
-        schemas["Error"] = {
-            "type": "object",
-            "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
-            "required": ["error"],
-        }
-    for path, path_item in result.get("paths", {}).items():
-        for method, operation in path_item.items():
-            if method not in {"get", "post", "put", "patch", "delete"}:
-                continue
-            statuses = {405, 500, 503}
-            if "requestBody" in operation:
-                statuses |= {400, 413, 415}
-            # Query parameters are validated (a list's `cursor` the server did not hand out is 400 too).
-            if any(parameter.get("in") == "query" for parameter in operation.get("parameters", [])):
-                statuses |= {400}
-            if operation.get("security") and {} not in operation["security"]:
-                statuses |= {401}
-            if "{" in path:
-                statuses |= {404}
-            responses = operation.setdefault("responses", {})
-            for status in sorted(statuses):
-                responses.setdefault(
-                    str(status),
-                    {
-                        "description": ERROR_DESCRIPTIONS[status],
-                        "content": {"application/json": {"schema": error_ref}},
-                    },
-                )
-    return result
 
 
 @functools.cache

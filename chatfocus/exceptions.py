@@ -13,11 +13,43 @@ logger = logging.getLogger("chatfocus.errors")
 
 RETRY_AFTER_UNAVAILABLE = 5
 
+# Every `error.code` the API answers with (DESIGN.md section 2); the schema declares them as an enum.
+ERROR_CODES = (
+    "validation_error",
+    "malformed_json",
+    "clock_drift",
+    "signature_invalid",
+    "not_authenticated",
+    "token_invalid",
+    "token_reused",
+    "invalid_credentials",
+    "permission_denied",
+    "feature_not_available",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "subscription_exists",
+    "cursor_ahead",
+    "cursor_expired",
+    "precondition_failed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "quota_exceeded",
+    "client_outdated",
+    "precondition_required",
+    "rate_limited",
+    "server_error",
+    "upstream_error",
+    "unavailable",
+    "billing_not_configured",
+    "provider_not_configured",
+)
+
 
 class DomainError(Exception):
     """An expected failure with a stable code, an HTTP status and optional per-field messages."""
 
-    code = "bad_request"
+    code = "validation_error"
     status = 400
     message = "The request could not be processed."
 
@@ -61,10 +93,6 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     code, status, message = "conflict", 409, "The request conflicts with the current state."
-
-
-class Gone(DomainError):
-    code, status, message = "gone", 410, "This resource is no longer available."
 
 
 class PreconditionFailed(DomainError):
@@ -163,7 +191,7 @@ def _translate(exc):
     if isinstance(exc, drf.ValidationError):
         return "validation_error", "Some fields are invalid.", 400, _flatten_fields(exc.detail), {}, None
     if isinstance(exc, drf.ParseError):
-        return "malformed_json", "The request body is not valid JSON.", 400, None, {}, None
+        return "malformed_json", str(exc.detail), 400, None, {}, None
     if isinstance(exc, drf.UnsupportedMediaType):
         return (
             "unsupported_media_type",
@@ -190,8 +218,6 @@ def _translate(exc):
         return "not_found", "Not found.", 404, None, {}, None
     if isinstance(exc, drf.MethodNotAllowed):
         return "method_not_allowed", str(exc.detail), 405, None, {}, None
-    if isinstance(exc, drf.NotAcceptable):
-        return "not_acceptable", "This endpoint only answers application/json.", 406, None, {}, None
     if isinstance(exc, RequestDataTooBig):
         return "payload_too_large", "The request body is too large.", 413, None, {}, None
     if isinstance(exc, SuspiciousOperation):

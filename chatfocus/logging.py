@@ -18,7 +18,9 @@ class RequestContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            # django.request logs an error response after the middleware has left the request's context;
+            # the request rides along on the record.
+            record.request_id = request_id_var.get() or getattr(getattr(record, "request", None), "request_id", None)
         if not hasattr(record, "user_id"):
             record.user_id = user_id_var.get()
         task_name = task_name_var.get()

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.utils.functional import SimpleLazyObject, empty
 
 from chatfocus.exceptions import error_response, response_for_exception
@@ -59,6 +60,8 @@ class RequestIDMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request.request_id
+            if request.method == "HEAD" and not response.streaming:
+                strip_body(response)
             if user_id_var.get() is None:
                 bind_user_id(resolved_user_id(request))
             request_logger.info(
@@ -74,6 +77,38 @@ class RequestIDMiddleware:
         finally:
             request_id_var.reset(request_token)
             user_id_var.reset(user_token)
+
+
+def strip_body(response) -> None:
+    """A response to HEAD has no body (gunicorn warns of each one that has); a success keeps GET's length."""
+    length = len(response.content)
+    response.content = b""
+    response["Content-Length"] = str(length if response.status_code < 300 else 0)
+
+
+class ApiHostMiddleware:
+    """A Host outside ALLOWED_HOSTS on /api/ is a 400 in the error shape, with DEBUG on too.
+
+    Django raises DisallowedHost from the first `get_host()` (SecurityMiddleware, CommonMiddleware) and,
+    under DEBUG, answers with its HTML debug page: settings and paths to whoever sent a forged Host.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if is_api_path(request.path):
+            try:
+                request.get_host()
+            except DisallowedHost:
+                return error_response(
+                    request,
+                    code="validation_error",
+                    message="The Host header is not a host this server answers for.",
+                    status=400,
+                    fields={"Host": ["Not an allowed host."]},
+                )
+        return self.get_response(request)
 
 
 class BodySizeLimitMiddleware:

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "chatfocus.middleware.RequestIDMiddleware",
+    "chatfocus.middleware.ApiHostMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "chatfocus.middleware.BodySizeLimitMiddleware",
     "chatfocus.middleware.ApiExceptionMiddleware",
@@ -363,9 +364,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatfocus.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chatfocus.parsers.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "chatfocus.pagination.CursorPagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "chatfocus.schema.AutoSchema",
     "EXCEPTION_HANDLER": "chatfocus.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of gunicorn that append to X-Forwarded-For (rate limits key on the client IP).
@@ -389,7 +391,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "chatfocus.api.add_error_responses",
+        "chatfocus.schema.complete_schema",
     ],
 }
 # Global body limit; per-endpoint limits are smaller (DESIGN.md section 2).

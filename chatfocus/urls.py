@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -7,12 +8,21 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from analytics import views as analytics_views
 from chatfocus.api import HealthView, ReadinessView, api_not_found
 
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI page."""
+
+    def options(self, request, *args, **kwargs):
+        # DRF renders OPTIONS metadata with the view's HTML renderer, which has no template for it (a 500).
+        return HttpResponse(headers={"Allow": ", ".join(self.allowed_methods)})
+
+
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
     path("metrics", analytics_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", DocsView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("accounts.api.urls")),
     path("api/", include("billing.api.urls")),
     path("api/", include("syncsettings.api.urls")),

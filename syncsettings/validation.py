@@ -21,8 +21,9 @@ SERVER_DEVICE = "server"
 KEY = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 OP_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-HLC = re.compile(r"(\d{1,15})-(\d{1,9})")
-ETAG = re.compile(r'\s*(?:W/)?"v(\d{1,18})"\s*')
+# ASCII digits only: `\d` would take any Unicode digit (Arabic-Indic ٣, fullwidth ３), and int() reads them.
+HLC = re.compile(r"([0-9]{1,15})-([0-9]{1,9})")
+ETAG = re.compile(r'\s*(?:W/)?"v([0-9]{1,18})"\s*')
 OPS = ("set", "delete", "incr")
 
 
@@ -145,7 +146,7 @@ def parse_version(raw, *, field: str, default: int | None = None) -> int | None:
     """A non-negative integer from a query parameter."""
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ValidationFailed(fields={field: ["A non-negative integer is required."]})
     return int(raw)
 

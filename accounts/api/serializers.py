@@ -1,44 +1,19 @@
 """Input validation and output shapes of the accounts API."""
 
-import re
 import zoneinfo
 from urllib.parse import unquote, urlsplit
 
-from django.core.validators import RegexValidator
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
 from accounts.addresses import InvalidAddress, clean_email
+from accounts.locales import LOCALE_CHOICES
 from accounts.models import Session
 from accounts.oauth import is_allowed_redirect_uri
+from chatfocus.serializers import StrictSerializer
 
-LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 RECENT_LOGIN_HELP = "Required if the account has a password; accounts without one need a login in the last 10 minutes."
 PASSWORD = {"trim_whitespace": False, "max_length": 4096, "style": {"input_type": "password"}}
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown keys are an error, not silently ignored (a typo must not look like a saved change)."""
-
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
-
-
-class StrictSerializerSchema(OpenApiSerializerExtension):
-    """The schema says what StrictSerializer enforces: request bodies take no properties beyond the declared."""
-
-    target_class = StrictSerializer
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        if direction == "request":
-            schema["additionalProperties"] = False
-        return schema
 
 
 def _last_path_segment(value: str, marker: str) -> str:
@@ -143,10 +118,6 @@ class SessionSerializer(serializers.ModelSerializer):
 # --- Users ------------------------------------------------------------------------------
 
 
-# A RegexValidator (not a function) so the OpenAPI schema shows the pattern.
-validate_locale = RegexValidator(LOCALE, "Use a language tag such as en, de or pt-BR.")
-
-
 def validate_timezone(value: str) -> str:
     if value not in zoneinfo.available_timezones():
         raise serializers.ValidationError("Use an IANA time zone such as Europe/Berlin or UTC.")
@@ -191,7 +162,7 @@ class ProfileUpdateSerializer(StrictSerializer):
         help_text="Needed to change `email` (403 without it). " + RECENT_LOGIN_HELP,
         **PASSWORD,
     )
-    locale = serializers.CharField(max_length=35, validators=[validate_locale])
+    locale = serializers.ChoiceField(choices=LOCALE_CHOICES)
     timezone = serializers.CharField(max_length=64, validators=[validate_timezone])
 
 
@@ -203,7 +174,7 @@ class PreferencesSerializer(StrictSerializer):
     analytics_opt_in = serializers.BooleanField()
     product_emails = serializers.BooleanField()
     marketing_emails = serializers.BooleanField()
-    locale = serializers.CharField(max_length=35, validators=[validate_locale])
+    locale = serializers.ChoiceField(choices=LOCALE_CHOICES)
     timezone = serializers.CharField(max_length=64, validators=[validate_timezone])
 
 
@@ -233,3 +204,33 @@ class OAuthTokenSerializer(StrictSerializer):
         max_length=2000, required=False, help_text="If sent, must be the redirect URI the code was issued for."
     )
     device_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+LOGIN_EXAMPLES = [
+    OpenApiExample(
+        "Email and password",
+        request_only=True,
+        value={"email": "ada@example.com", "password": "correct horse battery staple", "device_name": "Chrome on Mac"},
+    ),
+    OpenApiExample(
+        "A new session",
+        response_only=True,
+        value={
+            "user": {
+                "id": "5f0c6d1e-8b2a-4c3d-9e4f-1a2b3c4d5e6f",
+                "email": "ada@example.com",
+                "pending_email": None,
+                "name": "Ada",
+                "locale": "en",
+                "timezone": "Europe/London",
+                "email_verified": True,
+                "date_joined": "2026-01-31T12:00:00Z",
+                "tier": "pro",
+                "has_password": True,
+                "social_accounts": [],
+            },
+            "access": "eyJhbGciOiJIUzI1NiJ9.access.signature",
+            "refresh": "eyJhbGciOiJIUzI1NiJ9.refresh.signature",
+        },
+    ),
+]

@@ -11,7 +11,7 @@ from accounts.api import serializers as s
 from accounts.oauth import PROVIDERS, finish_oauth_login, start_oauth_login
 from accounts.ratelimits import client_ip
 from chatfocus.api import error_responses, represent
-from chatfocus.pagination import CursorPagination
+from chatfocus.pagination import CursorPagination, paginated_response
 
 NO_CONTENT = {204: OpenApiResponse(description="Done.")}
 
@@ -78,6 +78,7 @@ class LoginView(PublicView):
         ),
         request=s.LoginSerializer,
         responses={200: s.LoginResultSerializer, **error_responses(401, 429)},
+        examples=s.LOGIN_EXAMPLES,
         tags=["auth"],
     )
     def post(self, request):
@@ -287,9 +288,8 @@ class SessionListView(APIView):
         tags=["auth"],
     )
     def get(self, request):
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(services.list_sessions(user=request.user), request, view=self)
-        return paginator.get_paginated_response(s.SessionSerializer(page, many=True, context={"request": request}).data)
+        sessions = services.list_sessions(user=request.user)
+        return paginated_response(self, request, sessions, s.SessionSerializer, context={"request": request})
 
 
 class SessionDetailView(APIView):
@@ -297,6 +297,7 @@ class SessionDetailView(APIView):
         operation_id="auth_sessions_revoke",
         summary="Sign out one of your sessions",
         description="Its access and refresh tokens stop working immediately. Unknown or foreign ids → 404.",
+        request=None,
         responses=NO_CONTENT,
         tags=["auth"],
     )

@@ -48,7 +48,7 @@ def test_valid_access_token_authenticates_without_loading_the_user(rf):
     user = UserFactory()
     access, _, session = issue_session_tokens(user=user, device_name="Laptop")
     request = rf.get("/api/auth/sessions", HTTP_AUTHORIZATION=f"Bearer {access}")
-    cache.set(SESSION_STATE_KEY.format(session_id=session.id), "active")
+    cache.set(SESSION_STATE_KEY.format(session_id=session.id), str(user.id))
     with CaptureQueriesContext(connection) as queries:
         token_user, _ = JWTAuthentication().authenticate(request)
     assert len(queries) == 0

@@ -45,16 +45,16 @@ def test_me_requires_authentication():
 def test_patch_me_changes_name_locale_and_timezone_stored_with_the_preferences(auth_client):
     client = auth_client()
     response = client.patch(
-        "/api/users/me", {"name": "Ada L.", "locale": "pt-BR", "timezone": "Europe/Lisbon"}, format="json"
+        "/api/users/me", {"name": "Ada L.", "locale": "pt", "timezone": "Europe/Lisbon"}, format="json"
     )
     assert response.status_code == 200
     assert (response.json()["name"], response.json()["locale"], response.json()["timezone"]) == (
         "Ada L.",
-        "pt-BR",
+        "pt",
         "Europe/Lisbon",
     )
     preferences = Preferences.objects.get(user=client.user)
-    assert (preferences.locale, preferences.timezone) == ("pt-BR", "Europe/Lisbon")
+    assert (preferences.locale, preferences.timezone) == ("pt", "Europe/Lisbon")
     assert client.get("/api/users/me/settings").json()["timezone"] == "Europe/Lisbon"
 
 

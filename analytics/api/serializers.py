@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from analytics.validation import MAX_PROP_LENGTH, MAX_PROPS, REJECTION_CODES
@@ -53,3 +53,36 @@ class IngestResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField(help_text="Already stored (same id), not stored again.")
     dropped = serializers.IntegerField(help_text="Not stored because the user has not opted in to analytics.")
     rejected = RejectionSerializer(many=True)
+
+
+EVENT_EXAMPLES = [
+    OpenApiExample(
+        "A usage event and a metric",
+        request_only=True,
+        value={
+            "events": [
+                {
+                    "id": "0b9e1f3a-2c4d-4e5f-8a7b-6c5d4e3f2a1b",
+                    "name": "filter_used",
+                    "ts": "2026-01-31T12:00:00Z",
+                    "props": {"surface": "popup"},
+                    "client": {"version": "1.4.2", "browser": "chrome", "os": "mac"},
+                },
+                {
+                    "id": "1c8d2e4f-3a5b-4c6d-9e8f-7a6b5c4d3e2f",
+                    "name": "popup_open_ms",
+                    "ts": "2026-01-31T12:00:01Z",
+                    "props": {},
+                    "value": 84.5,
+                    "client": {"version": "1.4.2"},
+                },
+            ]
+        },
+    ),
+    OpenApiExample(
+        "One stored, one a resend",
+        response_only=True,
+        status_codes=["202"],
+        value={"accepted": 1, "duplicates": 1, "dropped": 0, "rejected": []},
+    ),
+]

@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.api.serializers import EventBatchSerializer, IngestResultSerializer
+from analytics.api.serializers import EVENT_EXAMPLES, EventBatchSerializer, IngestResultSerializer
 from analytics.services import ingest_events
 
 
@@ -18,6 +18,7 @@ class EventIngestView(APIView):
         ),
         request=EventBatchSerializer,
         responses={202: IngestResultSerializer},
+        examples=EVENT_EXAMPLES,
         tags=["analytics"],
     )
     def post(self, request):

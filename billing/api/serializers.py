@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from billing.selectors import INTERVALS, PAID_TIERS
 from billing.tiers import TIER_ORDER
+from chatfocus.serializers import StrictSerializer
 
 
 class LimitsSerializer(serializers.Serializer):
@@ -50,7 +51,7 @@ class PlansSerializer(serializers.Serializer):
     plans = PlanSerializer(many=True)
 
 
-class CheckoutRequestSerializer(serializers.Serializer):
+class CheckoutSerializer(StrictSerializer):
     tier = serializers.ChoiceField(choices=PAID_TIERS)
     interval = serializers.ChoiceField(choices=INTERVALS)
 
@@ -59,7 +60,7 @@ class CheckoutResponseSerializer(serializers.Serializer):
     checkout_url = serializers.URLField()
 
 
-class ChangeRequestSerializer(serializers.Serializer):
+class PlanChangeSerializer(StrictSerializer):
     tier = serializers.ChoiceField(choices=PAID_TIERS, required=False)
     interval = serializers.ChoiceField(choices=INTERVALS, required=False)
     resume = serializers.BooleanField(required=False, help_text="`true` undoes a pending cancel.")

@@ -10,11 +10,11 @@ from rest_framework.views import APIView
 
 from billing import services, webhooks
 from billing.api.serializers import (
-    ChangeRequestSerializer,
-    CheckoutRequestSerializer,
     CheckoutResponseSerializer,
+    CheckoutSerializer,
     EntitlementsSerializer,
     InvoiceSerializer,
+    PlanChangeSerializer,
     PlansSerializer,
     PortalResponseSerializer,
     PreviewQuerySerializer,
@@ -85,12 +85,12 @@ class SubscriptionView(APIView):
             "Returns the Stripe Checkout URL; after payment Stripe sends the user to the hosted billing page. "
             "409 `subscription_exists` when a subscription is live (change it with PUT instead)."
         ),
-        request=CheckoutRequestSerializer,
+        request=CheckoutSerializer,
         responses={201: CheckoutResponseSerializer, **error_responses(409, 502)},
         tags=TAGS,
     )
     def post(self, request):
-        serializer = CheckoutRequestSerializer(data=request.data)
+        serializer = CheckoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         url = services.start_checkout(user=request.user, **serializer.validated_data)
         return Response({"checkout_url": url}, status=201)
@@ -103,12 +103,12 @@ class SubscriptionView(APIView):
             "period (the current tier is kept until then); an interval switch applies now with prorations. "
             "`{resume: true}` undoes a pending cancel. 409 `conflict` without a live subscription."
         ),
-        request=ChangeRequestSerializer,
+        request=PlanChangeSerializer,
         responses={200: EntitlementsSerializer, **error_responses(409, 502)},
         tags=TAGS,
     )
     def put(self, request):
-        serializer = ChangeRequestSerializer(data=request.data)
+        serializer = PlanChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if data.get("resume"):
@@ -121,6 +121,7 @@ class SubscriptionView(APIView):
         operation_id="subscription_cancel",
         summary="Cancel at period end",
         description="The tier stays until `current_period_end`; resume with PUT `{resume: true}` before then.",
+        request=None,
         responses={200: EntitlementsSerializer, **error_responses(409, 502)},
         tags=TAGS,
     )

@@ -1,21 +1,21 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatfocus.api import error_responses
 from chatfocus.exceptions import ValidationFailed
-from chatfocus.pagination import CursorPagination
+from chatfocus.pagination import CursorPagination, paginated_response, parse_limit
 from syncsettings import services
 from syncsettings.api.serializers import (
+    PULL_EXAMPLES,
+    PUSH_EXAMPLES,
     ChangeSerializer,
     DeviceSerializer,
     PullResponseSerializer,
-    PushRequestSerializer,
     PushResponseSerializer,
+    PushSerializer,
     QuotaSerializer,
     RestoreResultSerializer,
     SettingsDocumentSerializer,
@@ -40,20 +40,8 @@ ETAG_HEADER = OpenApiParameter(
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the version in If-None-Match is current.")
 
 
-class SyncJSONParser(JSONParser):
-    """JSON whose nesting overflows Python's parser is a 400 like any other malformed body."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as error:
-            raise ParseError("JSON nested too deeply.") from error
-
-
 class SyncView(APIView):
     """Sync endpoints: every response carries the server clock for the devices' HLCs."""
-
-    parser_classes = [SyncJSONParser]
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -84,8 +72,9 @@ class PushView(SyncView):
             "numeric delta and is never superseded. A push that would pass a quota applies nothing (422; "
             "deletes are always allowed). A new device_id registers the device (counts against the device limit)."
         ),
-        request=PushRequestSerializer,
+        request=PushSerializer,
         responses={200: PushResponseSerializer, **error_responses(403, 413, 422)},
+        examples=PUSH_EXAMPLES,
         tags=TAGS,
     )
     def post(self, request):
@@ -111,17 +100,20 @@ class PullView(SyncView):
         ),
         parameters=[
             OpenApiParameter("since", int, description="Last version seen (default 0: everything)."),
-            OpenApiParameter("limit", int, description=f"Changes per page, at most {MAX_PULL_LIMIT} (the default)."),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Changes per page, at most {MAX_PULL_LIMIT} (the default; larger is clamped).",
+            ),
             ETAG_HEADER,
         ],
         responses={200: PullResponseSerializer, 304: NOT_MODIFIED, **error_responses(400, 409, 410)},
+        examples=PULL_EXAMPLES,
         tags=TAGS,
     )
     def get(self, request):
         since = parse_version(request.GET.get("since"), field="since")
-        limit = parse_version(request.GET.get("limit"), field="limit", default=MAX_PULL_LIMIT)
-        if not 1 <= limit <= MAX_PULL_LIMIT:
-            raise ValidationFailed(fields={"limit": [f"Between 1 and {MAX_PULL_LIMIT}."]})
+        limit = parse_limit(request.GET.get("limit"), default=MAX_PULL_LIMIT, maximum=MAX_PULL_LIMIT)
         known = parse_etag_version(request.headers.get("If-None-Match"))
         page = services.pull_changes(
             user=request.user, since=since, limit=limit, if_none_match=known, prefetched=request.user.prefetched
@@ -184,7 +176,13 @@ class SettingsView(SyncView):
         return Response(result, headers={"ETag": etag(result["version"])})
 
 
+class DevicePagination(CursorPagination):
+    ordering = "created_at"
+
+
 class DevicesView(SyncView):
+    pagination_class = DevicePagination
+
     @extend_schema(
         operation_id="sync_devices_list",
         summary="Devices that sync this account",
@@ -192,7 +190,7 @@ class DevicesView(SyncView):
         tags=TAGS,
     )
     def get(self, request):
-        return Response(DeviceSerializer(services.list_devices(user=request.user), many=True).data)
+        return paginated_response(self, request, services.list_devices(user=request.user), DeviceSerializer)
 
     @extend_schema(
         operation_id="sync_devices_register",
@@ -222,6 +220,7 @@ class DeviceDetailView(SyncView):
         summary="Forget a device",
         description="Its synced data stays. It registers again if it pushes later.",
         parameters=[OpenApiParameter("device_id", str, OpenApiParameter.PATH, pattern=rf"^{DEVICE_ID.pattern}$")],
+        request=None,
         responses={204: None, **error_responses(400)},
         tags=TAGS,
     )
@@ -231,6 +230,8 @@ class DeviceDetailView(SyncView):
 
 
 class SnapshotsView(SyncView):
+    pagination_class = CursorPagination
+
     @extend_schema(
         operation_id="sync_snapshots_list",
         summary="Snapshots of the settings document",
@@ -238,7 +239,7 @@ class SnapshotsView(SyncView):
         tags=TAGS,
     )
     def get(self, request):
-        return Response(SnapshotSerializer(services.list_snapshots(user=request.user), many=True).data)
+        return paginated_response(self, request, services.list_snapshots(user=request.user), SnapshotSerializer)
 
     @extend_schema(
         operation_id="sync_snapshots_create",
@@ -292,9 +293,7 @@ class HistoryView(SyncView):
             errors = {}
             if not check_key(key, field="key", errors=errors):
                 raise ValidationFailed(fields=errors)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(services.list_history(user=request.user, key=key), request, view=self)
-        return paginator.get_paginated_response(ChangeSerializer(page, many=True).data)
+        return paginated_response(self, request, services.list_history(user=request.user, key=key), ChangeSerializer)
 
 
 class QuotaView(SyncView):

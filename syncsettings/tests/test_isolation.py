@@ -21,8 +21,8 @@ def test_every_read_endpoint_shows_bob_only_his_own_data(alice_and_bob):
     alice, bob, _ = alice_and_bob
     assert bob.pull(since=0).json()["changes"] == []
     assert bob.settings().json()["settings"] == {}
-    assert bob.client.get("/api/sync/devices").json() == []
-    assert bob.client.get("/api/sync/snapshots").json() == []
+    assert bob.client.get("/api/sync/devices").json()["results"] == []
+    assert bob.client.get("/api/sync/snapshots").json()["results"] == []
     assert bob.client.get("/api/sync/history").json()["results"] == []
     assert bob.client.get("/api/sync/history", {"key": "theme"}).json()["results"] == []
     quota = bob.client.get("/api/sync/quota").json()
@@ -33,7 +33,7 @@ def test_bob_cannot_restore_or_delete_alices_things(alice_and_bob):
     alice, bob, snapshot = alice_and_bob
     assert bob.client.post(f"/api/sync/snapshots/{snapshot['id']}/restore").status_code == 404
     assert bob.client.delete("/api/sync/devices/alice-laptop").status_code == 404
-    assert alice.client.get("/api/sync/devices").json()[0]["device_id"] == "alice-laptop"
+    assert alice.client.get("/api/sync/devices").json()["results"][0]["device_id"] == "alice-laptop"
     assert alice.document() == {"secret.token": "alice-only", "theme": "light"}
 
 

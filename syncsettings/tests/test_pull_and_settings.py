@@ -29,10 +29,12 @@ def test_pull_with_since_ahead_is_409_and_bad_params_are_400(sync):
     sync.push("laptop", [make_op("a", 1)])
     ahead = sync.pull(since=5)
     assert ahead.status_code == 409 and ahead.json()["error"]["code"] == "cursor_ahead"
-    for params in ({"since": "-1"}, {"since": "abc"}, {"limit": "0"}, {"limit": "1001"}):
+    for params in ({"since": "-1"}, {"since": "abc"}, {"limit": "0"}, {"limit": "-1"}, {"limit": "abc"}):
         response = sync.pull(**params)
         assert response.status_code == 400, params
         assert response.json()["error"]["code"] == "validation_error"
+    # Like every list's limit: larger than the maximum is clamped, not refused.
+    assert sync.pull(since=0, limit=1001).status_code == 200
 
 
 def test_a_new_user_pulls_nothing_at_version_zero(sync):
@@ -113,7 +115,7 @@ def test_settings_etag_304_and_put_preconditions(sync):
         ("c", False, "server"),
     }
     # The old document was snapshotted first.
-    snapshots = sync.client.get("/api/sync/snapshots").json()
+    snapshots = sync.client.get("/api/sync/snapshots").json()["results"]
     assert [(s["reason"], s["version"]) for s in snapshots] == [("auto", 2)]
 
 

@@ -59,7 +59,7 @@ def test_key_rotation_keeps_secrets_readable_and_then_the_old_key_can_go(sync, k
     assert sync.document() == {"secret.apiKey": PLAIN}
     assert sync.pull(since=0).json()["changes"][0]["value"] == PLAIN
     assert sync.client.get("/api/sync/history").json()["results"][0]["value"] == PLAIN
-    snapshot_id = sync.client.get("/api/sync/snapshots").json()[0]["id"]
+    snapshot_id = sync.client.get("/api/sync/snapshots").json()["results"][0]["id"]
     sync.push("laptop", [make_op("secret.apiKey", "changed", counter=1)])
     assert sync.client.post(f"/api/sync/snapshots/{snapshot_id}/restore").status_code == 200
     assert sync.document() == {"secret.apiKey": PLAIN}

@@ -68,7 +68,7 @@ def test_devices_register_list_update_and_delete(sync):
     renamed = sync.client.post("/api/sync/devices", {"device_id": "laptop", "name": "Old laptop"}, format="json")
     assert renamed.status_code == 200 and renamed.json()["name"] == "Old laptop"
     sync.push("firefox-desktop", [make_op("a", 1)])
-    listed = sync.client.get("/api/sync/devices").json()
+    listed = sync.client.get("/api/sync/devices").json()["results"]
     assert [d["device_id"] for d in listed] == ["laptop", "firefox-desktop"]
     assert sync.client.delete("/api/sync/devices/laptop").status_code == 204
     assert sync.client.delete("/api/sync/devices/laptop").status_code == 404

@@ -30,4 +30,4 @@ def test_conflicts_deletes_devices_snapshots_and_restore_work_on_any_database(sy
     assert sync.document() == {"a": 1}
     registered = sync.client.post("/api/sync/devices", {"device_id": "tablet", "name": "Tab"}, format="json")
     assert registered.status_code == 201
-    assert len(sync.client.get("/api/sync/devices").json()) == 3
+    assert len(sync.client.get("/api/sync/devices").json()["results"]) == 3

@@ -45,7 +45,7 @@ def test_restore_of_an_unknown_snapshot_is_404(sync):
 def test_snapshot_list_is_newest_first_without_documents(sync):
     older = SnapshotFactory(user=sync.user, label="older")
     newer = SnapshotFactory(user=sync.user, label="newer", reason=Snapshot.AUTO)
-    listed = sync.client.get("/api/sync/snapshots").json()
+    listed = sync.client.get("/api/sync/snapshots").json()["results"]
     assert [s["id"] for s in listed] == [newer.id, older.id]
     assert "document" not in listed[0]
 
