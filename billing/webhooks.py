@@ -6,9 +6,10 @@
    nothing is written. dj-stripe's own view is not used because it answers 404 without an endpoint row,
    stores the request before validating and, under DEBUG, accepts an `x-djstripe-webhook-secret`
    header in place of the real secret; here no header can replace the secret.
-2. A type we handle arriving while STRIPE_SECRET_KEY is unset is a 503 `billing_not_configured`
-   (nothing stored; Stripe retries later), unless it was processed before. Types we do not handle
-   are stored as ignored without calling Stripe (dj-stripe's mirroring re-fetches every object).
+2. A type we handle (HANDLERS act on it, or dj-stripe mirrors it for tables we read: MIRRORED)
+   arriving while STRIPE_SECRET_KEY is unset is a 503 `billing_not_configured` (nothing stored;
+   Stripe retries later), unless it was processed before. Other types are stored as ignored without
+   calling Stripe (dj-stripe's mirroring re-fetches every object).
    The event is stored by its Stripe id (primary key): a duplicate delivery finds the row.
 3. Exactly one request processes it: the row is locked with SKIP LOCKED, so a concurrent duplicate
    sees nothing to do and answers 200, and a processed event is never processed again.
@@ -81,7 +82,7 @@ def receive_webhook(*, payload: bytes, signature: str | None) -> str:
         raise ValidationFailed(str(error), code="malformed_json") from error
     if not _is_stripe_event(event):
         raise ValidationFailed("The body is not a Stripe event.")
-    if event["type"] in HANDLERS and not services.is_billing_configured():
+    if is_handled(event["type"]) and not services.is_billing_configured():
         if WebhookEvent.objects.filter(id=event["id"], status__in=DONE).exists():
             WEBHOOK_EVENTS.labels(type=event["type"], outcome="duplicate").inc()
             return "duplicate"
@@ -171,8 +172,7 @@ def _dispatch(stored: WebhookEvent) -> bool:
     from djstripe.models import Event
 
     endpoint = services.ensure_webhook_endpoint()
-    handler = HANDLERS.get(stored.type)
-    if handler is None:
+    if not is_handled(stored.type):
         return False
     account = endpoint.djstripe_owner_account if endpoint else None
     api_key = (account.default_api_key if account else None) or settings.STRIPE_SECRET_KEY
@@ -185,6 +185,9 @@ def _dispatch(stored: WebhookEvent) -> bool:
         if error.code != "resource_missing":
             raise
         logger.warning("dj-stripe skipped Stripe event %s (%s): %s", stored.id, stored.type, error)
+    handler = HANDLERS.get(stored.type)
+    if handler is None:
+        return False  # mirrored only
     handler(stored.payload["data"]["object"], event_id=stored.id, event_created=stored.stripe_created)
     return True
 
@@ -263,3 +266,11 @@ HANDLERS = {
     "invoice.payment_action_required": _on_payment_action_required,
     "customer.deleted": _on_customer_deleted,
 }
+# Types dj-stripe mirrors for the tables we read (invoices, customers and payment methods, plans, refunds)
+# though no rule of ours acts on them.
+MIRRORED = ("customer.", "invoice.", "payment_method.", "price.", "product.", "charge.")
+
+
+def is_handled(event_type: str) -> bool:
+    """Whether processing this type needs Stripe: a rule of ours acts on it or dj-stripe mirrors it."""
+    return event_type in HANDLERS or event_type.startswith(MIRRORED)

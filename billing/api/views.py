@@ -200,12 +200,14 @@ class WebhookView(APIView):
         description=(
             "Called by Stripe. `Stripe-Signature` is verified over the raw body with STRIPE_WEBHOOK_SECRET "
             "(300 s tolerance) before anything else: 400 `signature_invalid` and nothing stored otherwise. "
-            "Each event is stored once by id and processed once; duplicates and unhandled types answer 200. "
-            "A processing failure answers 500 (Stripe retries; staff can replay)."
+            "Each event is stored once by id and processed once; duplicates and unhandled types answer 200 "
+            "without a call to Stripe. A handled type while STRIPE_SECRET_KEY is unset answers 503 "
+            "`billing_not_configured` and stores nothing (Stripe retries). A processing failure answers 500 "
+            "(Stripe retries; staff can replay)."
         ),
         parameters=[OpenApiParameter("Stripe-Signature", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],
         request={"application/json": OpenApiTypes.OBJECT},
-        responses={200: WebhookResponseSerializer},
+        responses={200: WebhookResponseSerializer, **error_responses(400, 503)},
         tags=TAGS,
     )
     def post(self, request):

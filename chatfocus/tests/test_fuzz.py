@@ -2,15 +2,20 @@
 
 Schemathesis reads /api/schema/ from the WSGI app and generates valid and invalid requests for each operation
 (its coverage phase, then MAX_EXAMPLES fuzzed ones). Each response must not be a 5xx, must match the declared
-status codes, content types and schemas, and every error must have the shared shape. Generation is
-derandomized with a fixed seed, so CI sends the same requests every run. For a deeper local run:
-`FUZZ_MAX_EXAMPLES=200 pytest chatfocus/tests/test_fuzz.py` (about 4 minutes).
+status codes, content types and schemas, and every error must have the shared shape; data that breaks the schema
+must be refused (negative data), and an operation that needs a token must refuse a request without one.
+
+The stateful phase follows the schema's links (and the links schemathesis infers) from created objects, such as
+devices, snapshots and sessions, to the operations that act on them, so the fuzzer reaches objects that exist.
+Generation is derandomized with a fixed seed, so CI sends the same requests every run. For a deeper local run:
+`FUZZ_MAX_EXAMPLES=200 FUZZ_STATEFUL_EXAMPLES=100 pytest chatfocus/tests/test_fuzz.py` (about 6 minutes).
 """
 
 import importlib
 import os
 import re
 
+import hypothesis
 import pytest
 import schemathesis
 from django.apps import apps
@@ -18,8 +23,13 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.meta import negated_parameters
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -33,16 +43,30 @@ seed_event_registry = importlib.import_module("analytics.migrations.0002_seed_ev
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 # Fuzzing phase examples per operation; the coverage phase adds its own deterministic cases on top.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", 15))
+# Stateful scenarios (each a chain of linked calls, at most STATEFUL_STEPS long).
+STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", 15))
+STATEFUL_STEPS = 8
 
 CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 20260901,
         "suppress-health-check": ["all"],
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        # A missing If-Match is 428 precondition_required (DESIGN.md section 5), a refusal like the others.
+        "checks": {"missing_required_header": {"expected-statuses": [400, 401, 403, 406, 415, 422, 428]}},
     }
 )
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
+
+
+def authenticate(case, token: str) -> None:
+    """Send the user's token, marked as given (not generated), so the missing-auth check takes it away and
+    expects a 401 rather than blaming the server for accepting a made-up credential."""
+    # A negative case may leave the token out on purpose: it then expects the 401.
+    if needs_token(case.operation) and ("Authorization", ParameterLocation.HEADER) not in negated_parameters(case.meta):
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+        case._has_explicit_auth = True  # what schemathesis' own auth providers set (no public setter)
 
 
 @schemathesis.check
@@ -66,7 +90,21 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     error_has_the_shared_shape,
+    negative_data_rejection,
+    missing_required_header,
+    ignored_auth,
 ]
+
+
+# Events are judged one by one (DESIGN.md section 6): an event that breaks the schema is a rejection listed in
+# a 202, not a 400 for the batch, so schema-violating events are accepted by design.
+PER_ITEM_REJECTION = {"POST /api/analytics/events"}
+
+
+def checks_for(operation) -> list:
+    if operation.label in PER_ITEM_REJECTION:
+        return [check for check in CHECKS if check is not negative_data_rejection]
+    return CHECKS
 
 
 @pytest.fixture
@@ -127,5 +165,37 @@ def test_api_operation_survives_fuzzing(
     if needs_token(case.operation):
         if case.operation.label in FRESH_USER_PER_CASE or "shared" not in operation_tokens:
             operation_tokens["shared"] = new_user_token(case.operation, stripe_fake)
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {operation_tokens['shared']}"}
-    case.call_and_validate(checks=CHECKS)
+        authenticate(case, operation_tokens["shared"])
+    case.call_and_validate(checks=checks_for(case.operation))
+
+
+# Operations that end the scenario's session or account; the stateless phase covers them with a user of their own.
+ENDS_THE_SESSION = ["auth_logout", "auth_change_password", "users_me_delete", "auth_sessions_revoke"]
+
+
+class LinkedWorkflow(schema.exclude(operation_id=ENDS_THE_SESSION).as_state_machine()):
+    """One user per scenario; every step sends its token and is checked like a stateless case."""
+
+    def setup(self):
+        user = UserFactory()
+        update_preferences(user=user, analytics_opt_in=True)
+        self.token, _refresh, _session = issue_session_tokens(user=user, device_name="fuzz", method="google")
+
+    def before_call(self, case):
+        authenticate(case, self.token)
+
+    def validate_response(self, response, case, additional_checks=None, **kwargs):
+        case.validate_response(response, checks=checks_for(case.operation), transport_kwargs=kwargs or None)
+
+
+def test_linked_operations_survive_stateful_fuzzing(_wsgi_in_test_transaction, _event_registry, stripe_fake):
+    LinkedWorkflow.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
