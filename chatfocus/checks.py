@@ -17,6 +17,16 @@ def check_security_settings(app_configs, **kwargs):
         issues.append(Warning("ALLOWED_HOSTS must name the hosts this server answers for.", id="chatfocus.W003"))
     if not settings.API_URL.startswith("https://"):
         issues.append(Warning("API_URL should be an https:// URL in production.", id="chatfocus.W004"))
+    if not settings.DEBUG and settings.NUM_PROXIES is None:
+        issues.append(
+            Warning(
+                "NUM_PROXIES is not set: behind a load balancer or router (Heroku, Railway) every client "
+                "shares its address, so one client's failed logins lock everyone out.",
+                hint="Set NUM_PROXIES to the number of proxies that append to X-Forwarded-For "
+                "(1 on Heroku and Railway), or 0 when clients connect directly.",
+                id="chatfocus.W005",
+            )
+        )
     return issues
 
 

@@ -360,6 +360,9 @@ CELERY_BEAT_SCHEDULE["cleanup-webhook-payloads"] = {
 }
 
 # --- API ------------------------------------------------------------------------------------
+# Proxies in front of gunicorn that append to X-Forwarded-For (rate limits key on the client IP).
+# None when unset, which the deploy check warns about: behind a router every client shares its address.
+NUM_PROXIES = env.int("NUM_PROXIES", default=None)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -370,9 +373,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "chatfocus.schema.AutoSchema",
     "EXCEPTION_HANDLER": "chatfocus.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
-    # Proxies in front of gunicorn that append to X-Forwarded-For (rate limits key on the client IP).
-    # 0 by default: DRF's None trusts a client-sent X-Forwarded-For, which escapes per-IP limits.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    # 0 when unset: DRF's None trusts a client-sent X-Forwarded-For, which escapes per-IP limits.
+    "NUM_PROXIES": NUM_PROXIES or 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChatFocus API",

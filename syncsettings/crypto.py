@@ -3,6 +3,10 @@
 The first key encrypts; every key decrypts, so a new key is put first, `sync_rotate_keys` re-encrypts
 the stored tokens, and then the old key can be dropped. A stored secret value is the Fernet token
 (a JSON string) of the value's compact JSON.
+
+Without configured keys a key derived from SECRET_KEY encrypts. That key stays usable for decryption
+after FIELD_ENCRYPTION_KEYS is set (DESIGN §5), so configuring keys later never makes stored secrets
+unreadable; `sync_rotate_keys` then moves them to the configured key.
 """
 
 import base64
@@ -25,12 +29,13 @@ def is_secret(key: str) -> bool:
 
 @lru_cache(maxsize=4)
 def _fernet_for(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    derived = Fernet(base64.urlsafe_b64encode(hashlib.sha256(f"sync-secrets:{secret_key}".encode()).digest()))
     if not keys:
-        # Development convenience only: production sets FIELD_ENCRYPTION_KEYS (a deploy check says so).
+        # Development convenience only: production sets FIELD_ENCRYPTION_KEYS (a deploy check warns).
         logger.warning("FIELD_ENCRYPTION_KEYS is empty: secret sync values use a key derived from SECRET_KEY.")
-        derived = base64.urlsafe_b64encode(hashlib.sha256(f"sync-secrets:{secret_key}".encode()).digest())
-        return MultiFernet([Fernet(derived)])
-    return MultiFernet([Fernet(key.encode()) for key in keys])
+        return MultiFernet([derived])
+    # The derived key goes last: it never encrypts again, it only reads what was written before keys existed.
+    return MultiFernet([*(Fernet(key.encode()) for key in keys), derived])
 
 
 def get_fernet() -> MultiFernet:

@@ -17,12 +17,17 @@ PROD_ENV = {
     "ALLOWED_HOSTS": "api.chatfocus.app",
     "API_URL": "https://api.chatfocus.app",
     "DATABASE_URL": "sqlite:///:memory:",
+    "NUM_PROXIES": "1",
+    "FIELD_ENCRYPTION_KEYS": "l3F1ZkOu2vXhN0x8yRk4Zb7Qm1c9WfYtJp5sDa6EgHo=",
 }
 
 
 def run_manage(*args, env_overrides):
     env = {
-        k: v for k, v in os.environ.items() if k not in {"SECURE_SSL_REDIRECT", "STRIPE_API_HOST", "STATIC_MANIFEST"}
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"SECURE_SSL_REDIRECT", "STRIPE_API_HOST", "STATIC_MANIFEST", "NUM_PROXIES", "FIELD_ENCRYPTION_KEYS"}
     }
     env.update(env_overrides)
     return subprocess.run(
@@ -78,6 +83,21 @@ def test_check_deploy_warns_without_jwt_secret():
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
     assert result.returncode != 0
     assert "chatfocus.W001" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "unset, check_id",
+    [
+        # Behind Heroku's or Railway's router every client would share one address for rate limits.
+        ("NUM_PROXIES", "chatfocus.W005"),
+        ("FIELD_ENCRYPTION_KEYS", "syncsettings.W001"),
+    ],
+)
+def test_check_deploy_warns_when_a_security_setting_is_unset(unset, check_id):
+    env = {k: v for k, v in PROD_ENV.items() if k != unset}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=env)
+    assert result.returncode != 0
+    assert check_id in result.stdout + result.stderr
 
 
 @pytest.mark.smoke

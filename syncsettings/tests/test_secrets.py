@@ -1,7 +1,9 @@
 """secret.* values are encrypted at rest everywhere and readable through the API (issue test 14)."""
 
+import re
+
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from django.core.management import call_command
 from django.db import connection
 
@@ -69,4 +71,21 @@ def test_without_configured_keys_a_key_derived_from_secret_key_is_used(sync, set
     settings.FIELD_ENCRYPTION_KEYS = []
     sync.push("laptop", [make_op("secret.apiKey", PLAIN)])
     assert not any(PLAIN in row for row in raw_rows())
+    assert sync.document() == {"secret.apiKey": PLAIN}
+
+
+def test_secrets_written_before_keys_were_configured_stay_readable_and_rotate_to_the_new_key(sync, settings):
+    settings.FIELD_ENCRYPTION_KEYS = []
+    sync.push("laptop", [make_op("secret.apiKey", PLAIN)])
+    sync.client.post("/api/sync/snapshots", {"label": "before keys"}, format="json")
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    response = sync.client.get("/api/sync/settings")
+    assert response.status_code == 200
+    assert response.json()["settings"] == {"secret.apiKey": PLAIN}
+    assert sync.pull(since=0).json()["changes"][0]["value"] == PLAIN
+    call_command("sync_rotate_keys")
+    configured_only = MultiFernet([Fernet(key.encode()) for key in settings.FIELD_ENCRYPTION_KEYS])
+    for row in raw_rows():
+        for token in re.findall(r"gAAAAA[\w-]+=*", row):
+            assert PLAIN in configured_only.decrypt(token.encode()).decode()
     assert sync.document() == {"secret.apiKey": PLAIN}
