@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 import stripe
 import time_machine
+from django.apps import apps
 from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
@@ -143,9 +144,14 @@ def test_every_gateway_call_carries_an_idempotency_key(stripe_fake, stripe_price
     assert ours and all(r.idempotency_key for r in ours)
 
 
-def test_stripe_calls_have_a_timeout(settings):
-    client = stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT_SECONDS)
-    assert client._timeout == settings.STRIPE_TIMEOUT_SECONDS
+def test_billing_app_gives_every_stripe_call_the_configured_timeout_and_api_version(settings, monkeypatch):
+    # Installed at startup: the client every module-level Stripe call (ours and dj-stripe's) goes through.
+    assert stripe.default_http_client._timeout == settings.STRIPE_TIMEOUT_SECONDS
+    settings.STRIPE_TIMEOUT_SECONDS = 7
+    monkeypatch.setattr(stripe, "default_http_client", None)
+    monkeypatch.setattr(stripe, "api_version", "2020-08-27")
+    apps.get_app_config("billing").ready()
+    assert stripe.default_http_client._timeout == 7
     assert stripe.api_version == settings.STRIPE_API_VERSION
 
 
