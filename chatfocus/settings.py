@@ -497,19 +497,11 @@ LOGGING = {
 }
 
 if SENTRY_DSN:
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.django import DjangoIntegration
+    from chatfocus.sentry import init_sentry
 
-    from chatfocus.logging import add_request_id_tag
-
-    sentry_sdk.init(
-        dsn=SENTRY_DSN,
-        # monitor_beat_tasks: Sentry Crons sees each beat task start and finish (a missed run alerts).
-        integrations=[DjangoIntegration(), CeleryIntegration(monitor_beat_tasks=True)],
-        send_default_pii=False,
+    init_sentry(
+        SENTRY_DSN,
         release=env("SENTRY_RELEASE", default=None),
         environment=env("SENTRY_ENVIRONMENT", default="production"),
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
-    sentry_sdk.get_global_scope().add_event_processor(add_request_id_tag)
