@@ -23,6 +23,8 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts import services
 from accounts.models import Preferences, Session, User
@@ -529,3 +531,32 @@ class SessionAdmin(admin.ModelAdmin):
         for session_id in session_ids:
             revoke_session_by_id(session_id=session_id, reason="staff")
         self.message_user(request, f"Revoked {len(session_ids)} session(s).", messages.SUCCESS)
+
+
+# simplejwt's token admins show each refresh token's text, which works as a login: staff see ids only.
+admin.site.unregister(OutstandingToken)
+admin.site.unregister(BlacklistedToken)
+
+
+@admin.register(OutstandingToken)
+class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):
+    exclude = ("token",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [name for name in super().get_readonly_fields(request, obj) if name != "token"]
+
+
+@admin.register(BlacklistedToken)
+class BlacklistedTokenAdmin(token_admin.BlacklistedTokenAdmin):
+    fields = ("token_jti", "token_user", "token_created_at", "token_expires_at", "blacklisted_at")
+    readonly_fields = fields
+
+    # Deleting an entry would bring a revoked refresh token back to life.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

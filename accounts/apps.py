@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AccountsConfig(AppConfig):
@@ -10,3 +11,10 @@ class AccountsConfig(AppConfig):
         from accounts import signals
 
         signals.connect()
+
+
+class ChatFocusAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with our site: the API's login limits and a second factor for staff."""
+
+    default = False  # INSTALLED_APPS names it; "accounts" alone still means AccountsConfig
+    default_site = "accounts.admin_site.AdminSite"

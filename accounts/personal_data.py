@@ -18,6 +18,7 @@ ACCOUNT_MODELS = (
     "account.EmailAddress",
     "socialaccount.SocialAccount",
     "token_blacklist.OutstandingToken",
+    "mfa.Authenticator",
     # Staff's own admin history: it goes with a deleted staff account; entries about a deleted user lose its email.
     "admin.LogEntry",
 )

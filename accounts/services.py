@@ -8,6 +8,7 @@ from allauth.account.adapter import get_adapter
 from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.account.utils import url_str_to_user_pk, user_pk_to_url_str
+from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import password_validation
@@ -386,7 +387,15 @@ def register_user(*, email: str, password: str, name: str = "", ip: str = "") ->
 
 
 def login_user(*, email: str, password: str, device_name: str = "", user_agent: str = "", ip: str = ""):
-    """Check the password and start a session; returns (user, access, refresh).
+    """Check the password and start a session; returns (user, access, refresh)."""
+    user = authenticate_password(email=email, password=password, ip=ip)
+    access, refresh = start_session(user=user, device_name=device_name, user_agent=user_agent, ip=ip)
+    metrics.LOGINS.labels(method="password", outcome="success").inc()
+    return user, access, refresh
+
+
+def authenticate_password(*, email: str, password: str, ip: str = "") -> User:
+    """The active user with this email and password, under the login limits (the API's and the admin's).
 
     The same InvalidCredentials for an unknown email and a wrong password. Failures count per
     account; past the limit even the right password is refused until the window ends.
@@ -400,9 +409,7 @@ def login_user(*, email: str, password: str, device_name: str = "", user_agent: 
         metrics.LOGINS.labels(method="password", outcome="failure").inc()
         raise InvalidCredentials()
     clear_login_failures(email=email)
-    access, refresh = start_session(user=user, device_name=device_name, user_agent=user_agent, ip=ip)
-    metrics.LOGINS.labels(method="password", outcome="success").inc()
-    return user, access, refresh
+    return user
 
 
 def check_login_allowed(*, email: str, ip: str) -> None:
@@ -656,6 +663,15 @@ def export_user_data(*, user) -> dict:
                 "extra_data": account.extra_data,
             }
             for account in SocialAccount.objects.filter(user=row).order_by("date_joined")
+        ],
+        # Which second factors exist, never their secrets or recovery codes.
+        "second_factors": [
+            {
+                "type": authenticator.type,
+                "created_at": authenticator.created_at.isoformat(),
+                "last_used_at": authenticator.last_used_at.isoformat() if authenticator.last_used_at else None,
+            }
+            for authenticator in Authenticator.objects.filter(user=row).order_by("created_at")
         ],
         **{section.key: section.export(user=row) for section in personal_data.registered()},
     }

@@ -26,7 +26,7 @@ PORT = env.int("PORT", default=8000)
 ADMIN_URL = env("ADMIN_URL", default="admin/").strip("/") + "/"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.ChatFocusAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.google",
     "allauth.socialaccount.providers.github",
+    "allauth.mfa",
     "djstripe",
     "chatfocus",
     "accounts",
@@ -249,6 +250,12 @@ SOCIALACCOUNT_PROVIDERS = {
     },
 }
 OAUTH_REDIRECT_URIS = env.list("OAUTH_REDIRECT_URIS", default=[])
+
+# --- Staff second factor (allauth.mfa; staff enroll at /account/2fa/) ------------------------
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "ChatFocus"
+# The admin opens only to sessions that passed a second factor (accounts/admin_site.py).
+ADMIN_REQUIRE_MFA = env.bool("ADMIN_REQUIRE_MFA", default=not DEBUG)
 
 # --- Rate limits (count/period-seconds); shared through the cache (Redis in production) ------
 RATE_LIMITS = {

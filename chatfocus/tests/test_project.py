@@ -27,7 +27,14 @@ def run_manage(*args, env_overrides):
         k: v
         for k, v in os.environ.items()
         if k
-        not in {"SECURE_SSL_REDIRECT", "STRIPE_API_HOST", "STATIC_MANIFEST", "NUM_PROXIES", "FIELD_ENCRYPTION_KEYS"}
+        not in {
+            "SECURE_SSL_REDIRECT",
+            "STRIPE_API_HOST",
+            "STATIC_MANIFEST",
+            "NUM_PROXIES",
+            "FIELD_ENCRYPTION_KEYS",
+            "ADMIN_REQUIRE_MFA",
+        }
     }
     env.update(env_overrides)
     return subprocess.run(
