@@ -139,6 +139,10 @@ def stripe_fake(settings, monkeypatch):
 
     fake = StripeFake()
     monkeypatch.setattr(stripe, "default_http_client", fake)
+    # Checkout and portal sessions send the browser to the fake's hosts after a POST: CSP form-action.
+    policy = settings.CONTENT_SECURITY_POLICY
+    form_action = [*policy["DIRECTIVES"]["form-action"], "https://checkout.stripe.test", "https://billing.stripe.test"]
+    settings.CONTENT_SECURITY_POLICY = {**policy, "DIRECTIVES": {**policy["DIRECTIVES"], "form-action": form_action}}
     settings.STRIPE_SECRET_KEY = settings.STRIPE_TEST_SECRET_KEY = STRIPE_TEST_KEY
     settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_WEBHOOK_SECRET
     return fake

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "chatfocus.middleware.BodySizeLimitMiddleware",
     "chatfocus.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -439,6 +440,26 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "accounts.pages.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts and styles from our own static files only, no inline
+# code. Forms post to us; the redirects that follow some posts go to OAuth providers and Stripe.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # allauth's TOTP QR code is an SVG data: URI
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": [
+            "'self'",
+            "https://accounts.google.com",
+            "https://github.com",
+            "https://checkout.stripe.com",
+            "https://billing.stripe.com",
+        ],
+    }
+}
 
 # --- i18n, static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

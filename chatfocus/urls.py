@@ -3,14 +3,14 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from analytics import views as analytics_views
 from chatfocus.api import HealthView, ReadinessView, api_not_found
 
 
-class DocsView(SpectacularSwaggerView):
-    """The Swagger UI page."""
+class DocsView(SpectacularSwaggerSplitView):
+    """The Swagger UI page; the split view serves its start-up script as a file (no inline script under the CSP)."""
 
     def options(self, request, *args, **kwargs):
         # DRF renders OPTIONS metadata with the view's HTML renderer, which has no template for it (a 500).
