@@ -443,6 +443,8 @@ X_FRAME_OPTIONS = "DENY"
 # Content-Security-Policy (django-csp): scripts and styles from our own static files only, no inline
 # code. Forms post to us; the redirects that follow some posts go to OAuth providers and Stripe.
 CONTENT_SECURITY_POLICY = {
+    # Django's and dj-stripe's admin templates carry inline styles and scripts of their own.
+    "EXCLUDE_URL_PREFIXES": [f"/{ADMIN_URL}"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
@@ -458,7 +460,7 @@ CONTENT_SECURITY_POLICY = {
             "https://checkout.stripe.com",
             "https://billing.stripe.com",
         ],
-    }
+    },
 }
 
 # --- i18n, static ---------------------------------------------------------------------------
