@@ -51,7 +51,7 @@ class AdminLoginForm(AdminAuthenticationForm):
             raise self.get_invalid_login_error() from None
         user.backend = "django.contrib.auth.backends.ModelBackend"  # the one authenticate_password asked
         self.confirm_login_allowed(user)
-        if settings.ADMIN_REQUIRE_MFA:
+        if settings.ADMIN_REQUIRE_MFA or is_mfa_enabled(user):
             # Recorded by AdminSite.login once Django's login has set up the session.
             self.request.admin_second_factor = self.check_second_factor(user)
         self.user_cache = user

@@ -86,6 +86,15 @@ def test_staff_without_a_second_factor_reach_the_admin_when_not_required(client,
     assert client.get(reverse("admin:index")).status_code == 200
 
 
+def test_staff_who_enrolled_a_second_factor_need_it_even_when_not_required(client, staff, settings):
+    settings.ADMIN_REQUIRE_MFA = False
+    secret = pyotp.random_base32()
+    Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": secret})
+    with time_machine.travel(FROZEN_AT, tick=False):
+        assert "code" in errors(admin_login(client)).lower()
+        assert admin_login(client, code=pyotp.TOTP(secret).now()).status_code == 302
+
+
 def test_staff_enroll_totp_on_the_account_pages_then_reach_the_admin_with_a_current_code(client, staff, mfa_required):
     with time_machine.travel(FROZEN_AT, tick=False):
         login = client.post(reverse("account_login"), {"login": STAFF_EMAIL, "password": DEFAULT_PASSWORD})
