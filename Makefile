@@ -15,7 +15,7 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 # A Procfile process, run here from the virtualenv exactly as the platform runs it.
 PROCFILE = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec sh -c "$$(sed -n 's/^$(1): //p' Procfile)"
 
-.PHONY: run test migrate seed lint bench install install-dev services lock build start worker beat shell
+.PHONY: run test migrate seed lint bench install install-dev services lock build start worker beat shell schema clients
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,7 +69,7 @@ shell: install
 services:
 	./scripts/ensure-test-services.sh
 
-test: install-dev services
+test: install-dev services clients
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest --create-db $(PYTEST_ARGS)
 	DATABASE_URL=sqlite:///$(CURDIR)/.test-smoke.sqlite3 REDIS_URL= $(PY) -m pytest -m smoke --create-db -q $(PYTEST_ARGS)
 
@@ -87,3 +87,11 @@ bench: install-dev services
 	./scripts/ensure-bench-tools.sh
 	$(PY) bench/run.py
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m pytest bench -q -s -p no:cacheprovider --create-db
+
+# The API schema the JS client is typed from; a test fails when the committed copy drifts.
+schema: install-dev
+	$(PY) manage.py spectacular --validate --fail-on-warn --file clients/openapi.yaml
+
+# The JS client's dependencies from its lock (its build and tests run from pytest).
+clients:
+	cd clients/js && npm ci --no-audit --no-fund
