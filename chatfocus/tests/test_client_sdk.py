@@ -64,3 +64,162 @@ def test_sdk_syncs_two_devices_through_the_live_server(sdk_build, live_server):
     }
     # One event tracked before the opt-in (never sent), two after.
     assert Event.objects.filter(user_id=user.id, name="extension_opened").count() == 2
+
+
+EXTENSION = ROOT / "clients" / "extension-demo"
+LONG = 90_000  # ms: a loaded CI machine, and backoff after the outage (1 s doubling, jittered)
+
+
+class TcpProxy:
+    """Forwards a free local port to the live server; close() makes the server unreachable (refused) until open()."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.lock = threading.Lock()
+        self.connections: set = set()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.open()
+
+    def open(self):
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self):
+        import socket
+
+        # shutdown() wakes the thread blocked in accept(); close() alone would leave the port listening.
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                connection.close()
+            self.connections.clear()
+
+    def _accept(self, listener):
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.connections.update({client, upstream})
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for connection in (source, sink):
+                try:
+                    connection.close()
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def two_profiles(_chromium, tmp_path, sdk_build):
+    """Two Chromium profiles (two devices) with the demo extension, each on its popup page."""
+    from conftest import CHROMIUM
+
+    args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        f"--disable-extensions-except={EXTENSION}",
+        f"--load-extension={EXTENSION}",
+    ]
+    contexts, pages = [], []
+    for name in ("a", "b"):
+        context = _chromium.browser_type.launch_persistent_context(
+            str(tmp_path / name), executable_path=CHROMIUM, headless=False, args=args
+        )
+        context.set_default_timeout(LONG)
+        contexts.append(context)
+        worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+        extension_id = worker.url.split("/")[2]
+        page = context.new_page()
+        page.goto(f"chrome-extension://{extension_id}/popup.html")
+        pages.append(page)
+    yield pages
+    for context in contexts:
+        context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_demo_extension_syncs_two_chromium_profiles(two_profiles, live_server):
+    import time
+
+    from playwright.sync_api import expect
+
+    user = UserFactory()
+    proxy = TcpProxy(int(live_server.url.rsplit(":", 1)[1]))
+    a, b = two_profiles
+    for page in (a, b):
+        page.evaluate("chrome.storage.local.set({'demo.pollSeconds': 1})")
+        page.fill("input[name=apiUrl]", f"http://127.0.0.1:{proxy.port}")
+        page.fill("input[name=email]", user.email)
+        page.fill("input[name=password]", DEFAULT_PASSWORD)
+        page.click("#login button")
+        expect(page.locator("#signed-in")).to_be_visible(timeout=LONG)
+
+    changed_at = time.monotonic()
+    a.check("#ignoreForwarded")
+    expect(b.locator("#ignoreForwarded")).to_be_checked(timeout=LONG)
+    print(f"A→B: {(time.monotonic() - changed_at) * 1000:.0f} ms ({b.text_content('#link')})")
+
+    proxy.close()
+    try:
+        a.fill("#add-contact input", "alice")
+        a.click("#add-contact button")
+        b.fill("#add-contact input", "bob")
+        b.click("#add-contact button")
+        b.uncheck("#ignoreForwarded")
+        for page, clicks in ((a, 2), (b, 3)):
+            for _ in range(clicks):
+                page.click("#filter-used")
+        expect(a.locator("#pending")).to_have_text("3", timeout=LONG)
+        expect(b.locator("#pending")).to_have_text("5", timeout=LONG)
+    finally:
+        proxy.open()
+
+    for page in (a, b):
+        expect(page.locator("#contacts li")).to_have_text(["alice", "bob"], timeout=LONG)
+        expect(page.locator("#filtersUsed")).to_have_text("5", timeout=LONG)
+        expect(page.locator("#ignoreForwarded")).not_to_be_checked(timeout=LONG)
+        expect(page.locator("#pending")).to_have_text("0", timeout=LONG)
+    document = get_settings(user=user)["settings"]
+    assert document == {
+        "filterSettings": {"ignoreForwarded": False},
+        "focusedContacts/alice": True,
+        "focusedContacts/bob": True,
+        "usageStats/filtersUsed": 5,
+    }
+    proxy.close()
