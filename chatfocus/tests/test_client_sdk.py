@@ -56,6 +56,7 @@ def test_sdk_syncs_two_devices_through_the_live_server(sdk_build, live_server):
         env={"CF_BASE_URL": live_server.url, "CF_EMAIL": user.email, "CF_PASSWORD": DEFAULT_PASSWORD},
     )
     assert "# fail 0" in output and "# pass 5" in output, output
+    print(next(line for line in output.splitlines() if "A→B" in line))
     document = get_settings(user=user)["settings"]
     assert document["usageStats/filtersUsed"] == 5
     assert {key for key in document if key.startswith("focusedContacts/")} == {

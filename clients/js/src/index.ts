@@ -22,6 +22,8 @@ export interface ChatFocusOptions extends SyncOptions {
 
 export type User = ResponseBody<"auth_login">["user"];
 
+const USER = "cf.user";
+
 export class ChatFocusClient {
   readonly auth;
   readonly settings;
@@ -44,6 +46,10 @@ export class ChatFocusClient {
           body: { ...credentials, device_name: options.deviceName ?? "" },
           auth: false,
         });
+        // Another account's view and queue must not leak into this one's.
+        const previous = (await options.storage.get(USER))[USER];
+        if (previous !== undefined && previous !== data.user.id) await engine.clear();
+        await options.storage.set({ [USER]: data.user.id });
         await http.saveTokens({ access: data.access, refresh: data.refresh });
         await analytics.refreshOptIn().catch(() => undefined);
         engine.resume();

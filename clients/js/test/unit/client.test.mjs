@@ -300,3 +300,39 @@ test("the socket authenticates in its first message, a poke pulls, 4401 refreshe
   assert.equal(FakeSocket.all[1].sent[0].access, server.access);
   client.sync.stop();
 });
+
+test("signing in as another account on the same storage starts from an empty view", async () => {
+  const server = new FakeServer();
+  const storage = memoryStorage();
+  const client = await signedIn(server, storage);
+  server.fail = () => offline();
+  await client.settings.set({ private: "first account" });
+  server.fail = (method, path) => (path === "/api/auth/login" ? server.json(200, { user: { id: "u2" }, ...server.issue() }) : undefined);
+  await client.auth.login({ email: "b@example.com", password: "pw" });
+  assert.deepEqual(await client.settings.get(), {});
+  assert.equal(await client.sync.pending(), 0);
+});
+
+test("without a socket the client polls with If-None-Match and an idle poll changes nothing", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const server = new FakeServer();
+  const client = await signedIn(server, memoryStorage(), { pollInterval: 5_000 });
+  const flush = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+  server.write("x", "set", 1, "1-0");
+  client.sync.start();
+  t.mock.timers.tick(0);
+  await flush();
+  const pulls = () => server.calls.filter((call) => call.path === "/api/sync/pull");
+  assert.equal(pulls().length, 1);
+  t.mock.timers.tick(5_000);
+  await flush();
+  assert.equal(pulls().length, 2);
+  assert.equal(pulls()[1].headers.get("If-None-Match"), `"v${server.version}"`);
+  server.write("y", "set", 2, "2-0");
+  t.mock.timers.tick(5_000);
+  await flush();
+  assert.deepEqual(await client.settings.get(), { x: 1, y: 2 });
+  client.sync.stop();
+});
