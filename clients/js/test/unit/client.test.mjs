@@ -336,3 +336,28 @@ test("without a socket the client polls with If-None-Match and an idle poll chan
   assert.deepEqual(await client.settings.get(), { x: 1, y: 2 });
   client.sync.stop();
 });
+
+test("a socket closed for too many connections (4429) waits at least half a minute before reconnecting, polling meanwhile", async (t) => {
+  FakeSocket.all = [];
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const server = new FakeServer();
+  const client = await signedIn(server, memoryStorage(), { WebSocket: FakeSocket, pollInterval: 5_000 });
+  const flush = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+  client.sync.start();
+  t.mock.timers.tick(0);
+  await flush();
+  assert.equal(client.sync.connected, true);
+  FakeSocket.all[0].close(4429);
+  await flush();
+  const pulls = server.count("/api/sync/pull");
+  t.mock.timers.tick(29_000);
+  await flush();
+  assert.equal(FakeSocket.all.length, 1, "reconnected before 30 s");
+  assert.ok(server.count("/api/sync/pull") > pulls, "no polling while the socket was down");
+  t.mock.timers.tick(31_000);
+  await flush();
+  assert.equal(FakeSocket.all.length, 2);
+  client.sync.stop();
+});
