@@ -15,6 +15,11 @@ async function signedIn(server, storage = memoryStorage(), options = {}) {
 
 const offline = () => () => Promise.reject(new TypeError("fetch failed"));
 
+/** Lets every pending promise chain run (the fake server answers without I/O); for tests on mocked timers. */
+async function flush() {
+  for (let i = 0; i < 100; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 test("the queue of local changes survives a restart without the network", async () => {
   const server = new FakeServer();
   const storage = memoryStorage();
@@ -198,9 +203,6 @@ test("background sync waits out Retry-After on 503 and the Backoff header before
   t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: Date.now() });
   const server = new FakeServer();
   const client = await signedIn(server);
-  const flush = async () => {
-    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-  };
   let unavailable = true;
   server.fail = (method, path) => (unavailable && path === "/api/sync/push" ? server.error(503, "unavailable", { "Retry-After": "30" }) : undefined);
   await client.settings.set({ a: 1 });
@@ -270,7 +272,7 @@ test("the socket authenticates in its first message, a poke pulls, 4401 refreshe
   const server = new FakeServer();
   const client = await signedIn(server, memoryStorage(), { WebSocket: FakeSocket, pollInterval: 3_600_000 });
   const settled = async (condition) => {
-    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    for (let i = 0; i < 2000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
     assert.ok(condition());
   };
   client.sync.start();
@@ -292,7 +294,7 @@ test("the socket authenticates in its first message, a poke pulls, 4401 refreshe
   const refreshes = server.count("/api/auth/refresh");
   socket.close(4401);
   assert.equal(client.sync.connected, false);
-  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  for (let i = 0; i < 100; i++) await new Promise((resolve) => setImmediate(resolve));
   assert.equal(server.count("/api/auth/refresh"), refreshes + 1);
   t.mock.timers.tick(1000);
   t.mock.timers.reset();
@@ -317,9 +319,6 @@ test("without a socket the client polls with If-None-Match and an idle poll chan
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const server = new FakeServer();
   const client = await signedIn(server, memoryStorage(), { pollInterval: 5_000 });
-  const flush = async () => {
-    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-  };
   server.write("x", "set", 1, "1-0");
   client.sync.start();
   t.mock.timers.tick(0);
@@ -342,9 +341,6 @@ test("a socket closed for too many connections (4429) waits at least half a minu
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const server = new FakeServer();
   const client = await signedIn(server, memoryStorage(), { WebSocket: FakeSocket, pollInterval: 5_000 });
-  const flush = async () => {
-    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-  };
   client.sync.start();
   t.mock.timers.tick(0);
   await flush();
