@@ -8,8 +8,8 @@ from django import forms
 
 from accounts import services
 from accounts.addresses import InvalidAddress, clean_email
-from accounts.ratelimits import client_ip
 from accounts.locales import LOCALE_CHOICES
+from accounts.ratelimits import client_ip
 from billing.tiers import FREE, TIERS
 from chatfocus.exceptions import RateLimited
 
