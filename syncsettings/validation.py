@@ -3,14 +3,11 @@
 Every check runs before anything is locked or written, so an invalid request changes nothing.
 """
 
-import json
-import math
 import re
-from dataclasses import dataclass
-from typing import Any
 
 from chatfocus.exceptions import DomainError, ValidationFailed
 from chatfocus.text import UNSTORABLE_MESSAGE, has_unstorable_text
+from syncsettings.protocol import Op, is_number, value_size
 
 MAX_OPS = 100
 MAX_PULL_LIMIT = 1000
@@ -31,24 +28,6 @@ class ClockDrift(DomainError):
     code, status, message = "clock_drift", 400, "An op's clock is more than 5 minutes ahead of the server."
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One validated op; `size` is what the key costs against the quota once set (key + compact JSON)."""
-
-    op_id: str
-    key: str
-    op: str
-    value: Any
-    hlc_ms: int
-    hlc_counter: int
-    size: int
-
-
-def value_size(key: str, value) -> int:
-    """Bytes a key costs: the key plus its value as compact JSON in UTF-8 (as chrome.storage.sync counts)."""
-    return len(key) + len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 def _depth(value, limit: int) -> int:
     """Nesting depth of a JSON value, stopping early once past `limit`."""
     if limit < 0:
@@ -58,10 +37,6 @@ def _depth(value, limit: int) -> int:
     if isinstance(value, list):
         return 1 + max((_depth(item, limit - 1) for item in value), default=0)
     return 0
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_value(value, *, field: str, errors: dict) -> None:

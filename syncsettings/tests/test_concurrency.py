@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from syncsettings import services
+from syncsettings import store
 from syncsettings.models import Change, Device, Entry, SyncState
 from syncsettings.tests.conc import run_concurrently
 from syncsettings.tests.conftest import SyncClient
@@ -137,7 +137,7 @@ def test_lock_held_by_another_connection_answers_503_with_retry_after(sync, monk
         with locker.cursor() as cursor:
             cursor.execute("SELECT 1 FROM syncsettings_syncstate WHERE user_id = %s FOR UPDATE", [sync.user.id])
         # Shorten the wait: the same path as the production 5 s timeout.
-        monkeypatch.setattr(services, "LOCK_TIMEOUT_MS", 200)
+        monkeypatch.setattr(store, "LOCK_TIMEOUT_MS", 200)
         response = sync.push("laptop", [make_op("b", 2)])
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "unavailable"
