@@ -156,3 +156,86 @@ def stripe_prices(stripe_fake, db):
     prices = stripe_fake.seed_catalog()
     sync_plans()
     return prices
+
+
+class RealtimeServer:
+    """The realtime ASGI process (`daphne chatfocus.asgi:application`) as a subprocess on a port the OS chose.
+
+    The parent binds and listens on port 0 and hands the socket to daphne (`--fd`): no port is guessed.
+    """
+
+    def __init__(self, process, port: int):
+        self.process, self.port = process, port
+        self.url = f"ws://127.0.0.1:{port}"
+
+    @classmethod
+    def start(cls, env: dict, timeout: float = 60):
+        import socket
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+        from pathlib import Path
+
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1024)
+            port = listener.getsockname()[1]
+            process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "chatfocus.asgi:application"],
+                cwd=Path(__file__).resolve().parent,
+                env=env,
+                pass_fds=[listener.fileno()],
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as response:
+                    if response.status == 200:
+                        return cls(process, port)
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"The realtime server did not start (exit code {process.poll()}).")
+            time.sleep(0.1)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def realtime_server_factory(django_db_setup, django_db_blocker):
+    """Start realtime servers against the test database and Redis: `factory(**extra_env) -> RealtimeServer`.
+
+    They see only committed rows: use them from `transaction=True` tests (or live_server ones).
+    """
+    import os
+    from urllib.parse import quote
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    credentials = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    database_url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    servers = []
+
+    def start(**extra_env):
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, **extra_env}
+        server = RealtimeServer.start(env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def realtime_server(realtime_server_factory):
+    """One realtime ASGI process for the session: `.url` is `ws://127.0.0.1:<port>` (the socket is `/ws/sync`)."""
+    return realtime_server_factory()

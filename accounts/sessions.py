@@ -38,6 +38,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 from accounts.models import Session
 from chatfocus.cache import get_prefetched
 from chatfocus.exceptions import DomainError, TokenInvalid
+from syncsettings.realtime import publish_sessions_ended
 
 SESSION_CLAIM = "sid"
 # The value is the id of the user a live session belongs to (a token's `sid` only counts with its own user),
@@ -187,6 +188,8 @@ def forget_session_states(session_ids) -> None:
         return
     cache.delete_many(keys)
     transaction.on_commit(lambda: cache.set_many({key: REVOKED for key in keys}, timeout=_state_timeout()))
+    # Their open sync sockets close too (4401).
+    transaction.on_commit(lambda: publish_sessions_ended(session_ids))
 
 
 def revoke_sessions(*, user_id, reason: str, except_session_id=None) -> int:

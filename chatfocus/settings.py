@@ -26,6 +26,8 @@ PORT = env.int("PORT", default=8000)
 ADMIN_URL = env("ADMIN_URL", default="admin/").strip("/") + "/"
 
 INSTALLED_APPS = [
+    # First: its runserver (ASGI) serves the /ws/sync socket in development too.
+    "daphne",
     "accounts.apps.ChatFocusAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -48,6 +50,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.github",
     "allauth.mfa",
     "djstripe",
+    "channels",
     "chatfocus",
     "accounts",
     "billing",
@@ -126,6 +129,25 @@ if REDIS_URL:
     DJANGO_REDIS_LOGGER = "chatfocus.cache"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Real-time (/ws/sync, DESIGN.md section 5): the ASGI process; pokes cross processes through Redis --------
+ASGI_APPLICATION = "chatfocus.asgi.application"
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # No socket_timeout: a socket's receive blocks on Redis for seconds by design.
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1}],
+                # Long-lived sockets rejoin their groups hourly (syncsettings.consumers).
+                "group_expiry": 7 * 86_400,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+SYNC_WS_AUTH_TIMEOUT_SECONDS = env.float("SYNC_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
+SYNC_WS_PING_SECONDS = env.float("SYNC_WS_PING_SECONDS", default=20.0)
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

@@ -34,7 +34,7 @@ from chatfocus.exceptions import (
     ValidationFailed,
 )
 from chatfocus.metrics import SYNC_OPS, SYNC_PUSHES
-from syncsettings import protocol, store
+from syncsettings import protocol, realtime, store
 from syncsettings.crypto import SECRET_PREFIX, is_secret, rotate_token, seal, unseal
 from syncsettings.models import Device, Snapshot
 from syncsettings.protocol import APPLIED, DUPLICATE, SUPERSEDED, Op
@@ -157,11 +157,14 @@ def _apply(write: _Write, *, ops: list[Op], device_id: str, seen: dict, slots: d
 
 
 def _write(write: _Write, *, batch: protocol.Batch, slots: dict, device_id: str) -> None:
-    """Store the batch and publish the new version (cache now, under the lock)."""
+    """Store the batch and publish the new version: to the cache now (under the lock), to sockets on commit."""
     store.write_batch(_space_id(write.user), device_id=device_id, batch=batch, slots=slots, now=write.now)
     if batch.version != write.state.version or write.state.created:
         _publish_version(write.user.id, batch.version, write.state.pruned_version)
         write.published = True
+    if batch.version != write.state.version:
+        poke = {"user_id": write.user.id, "version": batch.version, "device_id": device_id}
+        transaction.on_commit(lambda: realtime.publish_changed(**poke))
 
 
 def _write_server_ops(write: _Write, *, desired: dict, kind: str, limits) -> protocol.Batch:
