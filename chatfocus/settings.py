@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Inside CORS: an extension must be able to read its 426.
+    "chatfocus.flow_control.ClientVersionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,6 +150,10 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 SYNC_WS_AUTH_TIMEOUT_SECONDS = env.float("SYNC_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
 SYNC_WS_PING_SECONDS = env.float("SYNC_WS_PING_SECONDS", default=20.0)
+# Flow control (chatfocus.flow_control): clients below this semver get 426; empty: no gate.
+MIN_CLIENT_VERSION = env("MIN_CLIENT_VERSION", default="")
+# Above 0 during an incident: every sync response says `Backoff: <seconds>`.
+SYNC_BACKOFF_SECONDS = env.int("SYNC_BACKOFF_SECONDS", default=0)
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -424,6 +430,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chatfocus.schema.complete_schema",
+        "chatfocus.flow_control.declare_flow_control",
     ],
 }
 # Global body limit; per-endpoint limits are smaller (DESIGN.md section 2).
@@ -436,7 +443,15 @@ API_BODY_LIMITS = {
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["ETag", "X-Request-ID", "Retry-After", "X-Server-Time"]
+CORS_EXPOSE_HEADERS = [
+    "ETag",
+    "X-Request-ID",
+    "Retry-After",
+    "X-Server-Time",
+    "Backoff",
+    "X-Quota-Used",
+    "X-Quota-Limit",
+]
 CORS_ALLOW_HEADERS = [
     "accept",
     "authorization",
@@ -444,6 +459,7 @@ CORS_ALLOW_HEADERS = [
     "if-match",
     "if-none-match",
     "x-request-id",
+    "x-client-version",
 ]
 
 # --- Security -------------------------------------------------------------------------------

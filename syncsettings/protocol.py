@@ -91,6 +91,27 @@ class Batch:
         return {key: slot for key, slot in slots.items() if slot.dirty}
 
 
+class PushResult(dict):
+    """The push's response body; `quota` is (bytes used, bytes limit) for the X-Quota headers."""
+
+    quota: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PullPage:
+    """A page of pulled changes; each change is already JSON text (see change_json).
+
+    `not_modified`: the client's If-None-Match is current (a 304, nothing else to send).
+    """
+
+    changes: list[str]
+    version: int
+    has_more: bool
+    server_time: int
+    bytes_used: int
+    not_modified: bool = False
+
+
 class OpRejected(Exception):
     """An op that cannot apply to what is stored (a 400 naming `field`): nothing of the batch applies."""
 

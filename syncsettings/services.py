@@ -3,9 +3,9 @@
 The rules live in syncsettings.protocol (plain Python), every query in syncsettings.store; a verb
 here reads straight: `with transaction.atomic(): lock → read → apply → check quota → write → publish`.
 
-- Every space (today: a user's own) has one state row. A write locks it (`SELECT … FOR UPDATE` with a
+- Every space (today: a user's own) has one state row. A write takes its row lock (with a
   5 s lock timeout, then 503), so a space's pushes run one at a time and versions stay gapless.
-- The current (version, pruned_version) is kept in the cache, written while the row lock is held, so
+- The current (version, pruned_version, bytes_used) is kept in the cache, written while the row lock is held, so
   the cache is never behind the database and an idle poll needs no SQL.
 """
 
@@ -37,10 +37,10 @@ from chatfocus.metrics import SYNC_OPS, SYNC_PUSHES
 from syncsettings import protocol, realtime, store
 from syncsettings.crypto import SECRET_PREFIX, is_secret, rotate_token, seal, unseal
 from syncsettings.models import Device, Snapshot
-from syncsettings.protocol import APPLIED, DUPLICATE, SUPERSEDED, Op
+from syncsettings.protocol import APPLIED, DUPLICATE, SUPERSEDED, Op, PullPage, PushResult
 from syncsettings.validation import SERVER_DEVICE
 
-VERSION_CACHE_KEY = "sync:version:{user_id}"
+VERSION_CACHE_KEY = "sync:version2:{user_id}"
 VERSION_CACHE_SECONDS = 600
 DEVICES_CACHE_KEY = "sync:devices:{user_id}"
 DEVICES_CACHE_SECONDS = 300
@@ -87,8 +87,8 @@ def _version_key(user_id) -> str:
     return VERSION_CACHE_KEY.format(user_id=user_id)
 
 
-def cached_version(*, user_id, prefetched: dict | None = None) -> tuple[int, int] | None:
-    """(version, pruned_version) as last published, or None (`prefetched`: see version_cache_keys)."""
+def cached_version(*, user_id, prefetched: dict | None = None) -> tuple[int, int, int] | None:
+    """(version, pruned_version, bytes_used) as last published, or None (`prefetched`: see version_cache_keys)."""
     return get_prefetched(_version_key(user_id), prefetched)
 
 
@@ -97,9 +97,9 @@ def version_cache_keys(*, user_id) -> list[str]:
     return [_version_key(user_id)]
 
 
-def _publish_version(user_id, version: int, pruned_version: int) -> None:
+def _publish_version(user_id, version: int, pruned_version: int, bytes_used: int) -> None:
     # Called with the row lock held, so concurrent pushes publish in version order.
-    cache.set(_version_key(user_id), (version, pruned_version), timeout=VERSION_CACHE_SECONDS)
+    cache.set(_version_key(user_id), (version, pruned_version, bytes_used), timeout=VERSION_CACHE_SECONDS)
 
 
 # --- The locked write every verb shares ---------------------------------------------------------
@@ -160,7 +160,7 @@ def _write(write: _Write, *, batch: protocol.Batch, slots: dict, device_id: str)
     """Store the batch and publish the new version: to the cache now (under the lock), to sockets on commit."""
     store.write_batch(_space_id(write.user), device_id=device_id, batch=batch, slots=slots, now=write.now)
     if batch.version != write.state.version or write.state.created:
-        _publish_version(write.user.id, batch.version, write.state.pruned_version)
+        _publish_version(write.user.id, batch.version, write.state.pruned_version, batch.bytes_used)
         write.published = True
     if batch.version != write.state.version:
         poke = {"user_id": write.user.id, "version": batch.version, "device_id": device_id}
@@ -222,7 +222,9 @@ def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None
         count = sum(1 for result in batch.results if result["status"] == status)
         if count:
             SYNC_OPS.labels(status=status).inc(count)
-    return {"version": batch.version, "server_time": server_time_ms(), "results": batch.results}
+    result = PushResult(version=batch.version, server_time=server_time_ms(), results=batch.results)
+    result.quota = (batch.bytes_used, limits.sync_bytes)
+    return result
 
 
 # --- Pull -----------------------------------------------------------------------------------
@@ -230,14 +232,9 @@ def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None
 NOT_MODIFIED = object()
 
 
-@dataclass(frozen=True)
-class PullPage:
-    """A page of pulled changes; each change is already JSON text (see protocol.change_json)."""
-
-    changes: list[str]
-    version: int
-    has_more: bool
-    server_time: int
+def pull_cache_keys(*, user_id) -> list[str]:
+    """The cache keys pull_changes and the pull's quota headers read (see `prefetched`)."""
+    return [_version_key(user_id), *billing_services.entitlements_cache_keys(user_id=user_id)]
 
 
 def _pulled_change(key: str, value_json: str | None, *rest) -> str:
@@ -246,31 +243,27 @@ def _pulled_change(key: str, value_json: str | None, *rest) -> str:
     return protocol.change_json(key, value_json, *rest)
 
 
-def pull_changes(
-    *, user, since: int | None, limit: int, if_none_match: int | None = None, prefetched: dict | None = None
-):
-    """The latest state of each key changed after `since` (a PullPage), or NOT_MODIFIED.
+def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | None = None, prefetched=None) -> PullPage:
+    """The latest state of each key changed after `since` (a PullPage).
 
     An idle poll (`since` or `if_none_match` equal to the cached version) is answered from the cache
     (or from `prefetched`, see cached_version).
     """
     cached = cached_version(user_id=user.id, prefetched=prefetched)
-    if cached is not None:
-        if if_none_match is not None and if_none_match == cached[0]:
-            return NOT_MODIFIED
-        if since == cached[0]:
-            return PullPage(changes=[], version=since, has_more=False, server_time=server_time_ms())
+    if cached is not None and cached[0] in (since, if_none_match):
+        unchanged = if_none_match == cached[0]
+        return PullPage([], cached[0], False, server_time_ms(), cached[2], not_modified=unchanged)
     cursor = since if since is not None else (if_none_match or 0)
-    version, pruned_version, rows = store.read_changes(_space_id(user), cursor, limit)
+    version, pruned_version, bytes_used, rows = store.read_changes(_space_id(user), cursor, limit)
     if cached is None:
         # `add`, not `set`: a push publishing a newer version meanwhile must win.
-        cache.add(_version_key(user.id), (version, pruned_version), timeout=VERSION_CACHE_SECONDS)
+        cache.add(_version_key(user.id), (version, pruned_version, bytes_used), timeout=VERSION_CACHE_SECONDS)
     if cursor > version:
         raise CursorAhead(details={"version": version})
     if 0 < cursor < pruned_version:
         raise CursorExpired(details={"pruned_version": pruned_version, "version": version})
     if if_none_match is not None and if_none_match == version:
-        return NOT_MODIFIED
+        return PullPage([], version, False, server_time_ms(), bytes_used, not_modified=True)
     has_more = len(rows) > limit
     rows = rows[:limit]
     # The last row can be newer than `version` (committed between the two reads on SQLite).
@@ -280,6 +273,7 @@ def pull_changes(
         version=last if has_more else max(version, last),
         has_more=has_more,
         server_time=server_time_ms(),
+        bytes_used=bytes_used,
     )
 
 
@@ -462,7 +456,7 @@ def prune_user_history(*, user, now: datetime | None = None) -> dict:
             _space_id(user), horizon=horizon, pruned_version=state.pruned_version
         )
         if pruned_version != state.pruned_version:
-            _publish_version(user.id, state.version, pruned_version)
+            _publish_version(user.id, state.version, pruned_version, state.bytes_used)
     return {"changes": changes, "tombstones": tombstones}
 
 

@@ -260,15 +260,15 @@ def write_batch(space_id, *, device_id: str, batch: Batch, slots: dict[str, Slot
 # --- Pull and the whole document ------------------------------------------------------------------
 
 
-def read_changes(space_id, since: int, limit: int) -> tuple[int, int, list[tuple]]:
-    """(version, pruned_version, up to limit+1 entry rows after since), read in one snapshot on PostgreSQL.
+def read_changes(space_id, since: int, limit: int) -> tuple[int, int, int, list[tuple]]:
+    """(version, pruned_version, bytes_used, up to limit+1 entry rows after since), one snapshot on PostgreSQL.
 
     Rows are PULL_FIELDS, the value as JSON text.
     """
     if is_postgres():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT s.version, s.pruned_version, {_columns(PULL_FIELDS, 'e.')} FROM {STATE} s "
+                f"SELECT s.version, s.pruned_version, s.bytes_used, {_columns(PULL_FIELDS, 'e.')} FROM {STATE} s "
                 f"LEFT JOIN LATERAL (SELECT {_columns(PULL_FIELDS)} FROM {ENTRY} "
                 f"WHERE {OWNER} = s.{OWNER} AND version > %s ORDER BY version LIMIT %s) e ON TRUE "
                 f"WHERE s.{OWNER} = %s ORDER BY e.version",
@@ -276,12 +276,12 @@ def read_changes(space_id, since: int, limit: int) -> tuple[int, int, list[tuple
             )
             rows = cursor.fetchall()
         if not rows:
-            return 0, 0, []
-        return rows[0][0], rows[0][1], [row[2:] for row in rows if row[2] is not None]
-    state = SyncState.objects.filter(user_id=space_id).values_list("version", "pruned_version").first() or (0, 0)
+            return 0, 0, 0, []
+        return rows[0][0], rows[0][1], rows[0][2], [row[3:] for row in rows if row[3] is not None]
+    state = SyncState.objects.filter(user_id=space_id).values_list("version", "pruned_version", "bytes_used")
     entries = Entry.objects.filter(user_id=space_id, version__gt=since).order_by("version")[: limit + 1]
     rows = [(key, json.dumps(value), *rest) for key, value, *rest in entries.values_list(*PULL_FIELDS)]
-    return state[0], state[1], rows
+    return (*(state.first() or (0, 0, 0)), rows)
 
 
 def live_document(space_id) -> dict:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -41,12 +42,19 @@ NOT_MODIFIED = OpenApiResponse(description="Not modified: the version in If-None
 
 
 class SyncView(APIView):
-    """Sync endpoints: every response carries the server clock for the devices' HLCs."""
+    """Sync endpoints: every response carries the server clock for the devices' HLCs, and `Backoff` while set."""
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         response["X-Server-Time"] = str(services.server_time_ms())
+        if settings.SYNC_BACKOFF_SECONDS > 0:
+            response["Backoff"] = str(settings.SYNC_BACKOFF_SECONDS)
         return response
+
+
+def with_quota(response, used: int, limit: int):
+    response["X-Quota-Used"], response["X-Quota-Limit"] = str(used), str(limit)
+    return response
 
 
 def etag(version: int) -> str:
@@ -79,14 +87,15 @@ class PushView(SyncView):
     )
     def post(self, request):
         device_id, ops = parse_push(request.data, now_ms=services.server_time_ms())
-        return Response(
-            services.push_changes(user=request.user, device_id=device_id, ops=ops, prefetched=request.user.prefetched)
+        result = services.push_changes(
+            user=request.user, device_id=device_id, ops=ops, prefetched=request.user.prefetched
         )
+        return with_quota(Response(result), *result.quota)
 
 
 class PullView(SyncView):
     def cache_keys_for(self, request, *, user_id) -> list[str]:
-        return services.version_cache_keys(user_id=user_id)
+        return services.pull_cache_keys(user_id=user_id)
 
     @extend_schema(
         operation_id="sync_pull",
@@ -115,11 +124,13 @@ class PullView(SyncView):
         since = parse_version(request.GET.get("since"), field="since")
         limit = parse_limit(request.GET.get("limit"), default=MAX_PULL_LIMIT, maximum=MAX_PULL_LIMIT)
         known = parse_etag_version(request.headers.get("If-None-Match"))
+        prefetched = request.user.prefetched
         page = services.pull_changes(
-            user=request.user, since=since, limit=limit, if_none_match=known, prefetched=request.user.prefetched
+            user=request.user, since=since, limit=limit, if_none_match=known, prefetched=prefetched
         )
-        if page is services.NOT_MODIFIED:
-            return not_modified(known)
+        quota = (page.bytes_used, services.get_limits(user=request.user, prefetched=prefetched).sync_bytes)
+        if page.not_modified:
+            return with_quota(not_modified(known), *quota)
         # Rendered here from the changes' JSON text: DRF's renderer would re-encode every value.
         body = (
             f'{{"changes":[{",".join(page.changes)}],"version":{page.version},'
@@ -128,7 +139,7 @@ class PullView(SyncView):
         response = HttpResponse(body, content_type="application/json")
         if not page.has_more:
             response["ETag"] = etag(page.version)
-        return response
+        return with_quota(response, *quota)
 
 
 class SettingsView(SyncView):

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -186,3 +187,15 @@ def test_snapshot_room_refuses_a_manual_one_past_the_limit_and_rotates_automatic
     assert evict == [] and violation.details == {"limit": "snapshots", "allowed": 1}
     # Manual snapshots filling the limit still leave room for the one new automatic snapshot.
     assert protocol.snapshot_room([(1, "manual"), (2, "auto")], reason="auto", limit=1) == ([2], None)
+
+
+def test_only_the_store_holds_sql_and_the_verbs_stay_short():
+    package = Path(protocol.__file__).parent
+    sql = re.compile(r"connection\.cursor|\.execute\(|\bSELECT\b|\bINSERT INTO\b|\bUPDATE\b \w+ SET|\.raw\(")
+    holders = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if "tests" not in path.parts and "migrations" not in path.parts and sql.search(path.read_text())
+    }
+    assert holders == {"store.py"}
+    assert len((package / "services.py").read_text().splitlines()) < 500
