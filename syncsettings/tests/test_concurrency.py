@@ -1,6 +1,7 @@
 """Concurrent pushes and pulls on real PostgreSQL connections (issue tests 1, 2, 5, 7, 15, 16)."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection, connections
@@ -43,26 +44,72 @@ def test_two_devices_pushing_different_keys_at_once_both_apply_with_gapless_vers
     assert document == {**{f"laptop/{i}": i for i in range(20)}, **{f"desktop/{i}": i for i in range(20)}}
 
 
-@pytest.mark.parametrize("late_device_wins", [False, True])
-def test_same_key_pushed_concurrently_higher_hlc_wins_whatever_the_arrival_order(sync, late_device_wins):
+def waiting_for_locks() -> int:
+    # From this thread's own connection, in autocommit: a transaction sees one snapshot of pg_stat_activity.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("first_arrival_wins", [True, False])
+def test_same_key_pushed_concurrently_the_arrival_order_is_controlled_and_the_higher_hlc_wins(
+    sync, monkeypatch, first_arrival_wins
+):
+    """Both pushes queue on the user's row lock in a known order; the lower HLC loses whichever comes first."""
+    sync.push("setup", [make_op("other", 1)])
+    monkeypatch.setattr(store, "LOCK_TIMEOUT_MS", 60_000)
     base = now_ms() - 1000
-    laptop, desktop = clone(sync), clone(sync)
-    laptop_hlc, desktop_hlc = (base, base + 10) if late_device_wins else (base + 10, base)
-    results = run_concurrently(
-        lambda: laptop.push("laptop", [make_op("theme", "light", at=laptop_hlc)]),
-        lambda: desktop.push("desktop", [make_op("theme", "dark", at=desktop_hlc)]),
-    )
-    laptop_result, desktop_result = (response.json()["results"][0]["status"] for response in results)
-    statuses = {"laptop": laptop_result, "desktop": desktop_result}
-    winner = "desktop" if late_device_wins else "laptop"
-    loser = "laptop" if late_device_wins else "desktop"
-    # Whichever arrived first: the winner is applied; the loser is superseded, or applied first and overwritten.
-    assert statuses[winner] == "applied"
-    assert statuses[loser] in {"superseded", "applied"}
-    expected = "dark" if late_device_wins else "light"
-    laptop_doc, _ = laptop.pull_all()
-    desktop_doc, _ = desktop.pull_all()
-    assert laptop_doc == desktop_doc == {"theme": expected}
+    first, second = clone(sync), clone(sync)
+    first_hlc, second_hlc = (base + 10, base) if first_arrival_wins else (base, base + 10)
+    locker = connections.create_connection("default")
+    responses, errors = {}, []
+
+    def push(name, client, device, value, at):
+        try:
+            responses[name] = client.push(device, [make_op("theme", value, at=at)])
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=push, args=("first", first, "laptop", "light", first_hlc)),
+        threading.Thread(target=push, args=("second", second, "desktop", "dark", second_hlc)),
+    ]
+    try:
+        locker.set_autocommit(False)
+        with locker.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM syncsettings_syncstate WHERE user_id = %s FOR UPDATE", [sync.user.id])
+        # PostgreSQL grants a row lock to its waiters in the order they queued.
+        threads[0].start()
+        wait_until(lambda: waiting_for_locks() == 1)
+        threads[1].start()
+        wait_until(lambda: waiting_for_locks() == 2)
+    finally:
+        locker.rollback()
+        locker.close()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    first_result, second_result = (responses[name].json()["results"][0] for name in ("first", "second"))
+    assert first_result == {"op_id": first_result["op_id"], "status": "applied", "version": 2}
+    if first_arrival_wins:
+        assert second_result["status"] == "superseded" and second_result["version"] is None
+    else:
+        assert second_result["status"] == "applied" and second_result["version"] == 3
+    expected = "light" if first_arrival_wins else "dark"
+    laptop_doc, _ = first.pull_all()
+    desktop_doc, _ = second.pull_all()
+    assert laptop_doc == desktop_doc == {"other": 1, "theme": expected}
     assert Change.objects.filter(user=sync.user, key="theme").count() == 2
 
 

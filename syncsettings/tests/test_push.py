@@ -6,6 +6,7 @@ import pytest
 
 from chatfocus.metrics import SYNC_OPS, SYNC_PUSHES
 from syncsettings.models import Change, Entry
+from syncsettings.tests.conftest import SyncClient
 from syncsettings.tests.factories import make_op, now_ms, stored_state
 
 pytestmark = pytest.mark.django_db
@@ -188,6 +189,8 @@ def test_incr_is_never_superseded_and_raises_the_key_hlc(sync):
 
 
 def test_realistic_extension_document_edited_offline_on_two_devices_converges(sync, auth_client):
+    """Two devices (own sessions, distinct device ids) interleave their pushes and pulls; both converge."""
+    laptop, desktop = sync, SyncClient(auth_client(sync.user))
     t = now_ms() - 120_000
     initial = [
         make_op("focusedContacts/alice", True, at=t),
@@ -195,8 +198,9 @@ def test_realistic_extension_document_edited_offline_on_two_devices_converges(sy
         make_op("filterSettings", {"ignoreForwarded": False, "includeUserMentions": True}, at=t),
         make_op("usageStats/filtersUsed", 3, op="incr", at=t),
     ]
-    sync.push("laptop", initial)
-    before, version = sync.pull_all()
+    assert laptop.push("laptop", initial).status_code == 200
+    laptop_view, laptop_cursor = laptop.pull_all()
+    desktop_view, desktop_cursor = desktop.pull_all()
     # Offline on both: each adds a contact, both change filterSettings, both count usage, one removes bob.
     laptop_ops = [
         make_op("focusedContacts/carol", True, at=t + 1000),
@@ -210,8 +214,15 @@ def test_realistic_extension_document_edited_offline_on_two_devices_converges(sy
         make_op("usageStats/filtersUsed", 2, op="incr", at=t + 2000),
         make_op("usageStats/popupOpened", 1, op="incr", at=t + 2000),
     ]
-    assert sync.push("desktop", desktop_ops).status_code == 200
-    assert sync.push("laptop", laptop_ops).status_code == 200
+    # Interleaved: desktop, laptop, desktop pulls, desktop, laptop pulls, laptop.
+    assert statuses(desktop.push("desktop", desktop_ops[:2])) == ["applied", "applied"]
+    # The laptop's older filterSettings loses to the desktop's, already stored.
+    assert statuses(laptop.push("laptop", laptop_ops[:2])) == ["applied", "superseded"]
+    desktop_view, desktop_cursor = desktop.pull_all(since=desktop_cursor, into=desktop_view)
+    assert desktop_view["focusedContacts/carol"] is True
+    assert statuses(desktop.push("desktop", desktop_ops[2:])) == ["applied", "applied"]
+    laptop_view, laptop_cursor = laptop.pull_all(since=laptop_cursor, into=laptop_view)
+    assert statuses(laptop.push("laptop", laptop_ops[2:])) == ["applied", "applied"]
     expected = {
         "focusedContacts/alice": True,
         "focusedContacts/carol": True,
@@ -221,11 +232,13 @@ def test_realistic_extension_document_edited_offline_on_two_devices_converges(sy
         "usageStats/popupOpened": 1,
     }
     assert sync.document() == expected
-    # Each device folds the pull since its last cursor into the document it had: both end the same.
-    laptop_view, laptop_version = sync.pull_all(since=version, into=before)
-    desktop_view, desktop_version = sync.pull_all(since=version, into=before)
+    # Each device folds the pull since its own cursor into its own view: both end the same.
+    laptop_view, laptop_cursor = laptop.pull_all(since=laptop_cursor, into=laptop_view)
+    desktop_view, desktop_cursor = desktop.pull_all(since=desktop_cursor, into=desktop_view)
     assert laptop_view == desktop_view == expected
-    assert laptop_version == desktop_version == sync.settings().json()["version"]
+    assert laptop_cursor == desktop_cursor == sync.settings().json()["version"]
+    writers = Entry.objects.filter(user=sync.user, deleted=False).values_list("key", "device_id")
+    assert dict(writers)["focusedContacts/carol"] == "laptop" and dict(writers)["filterSettings"] == "desktop"
 
 
 def test_push_counts_pushes_and_ops(sync):
