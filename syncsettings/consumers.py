@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -29,6 +30,18 @@ MAX_AUTH_MESSAGE_BYTES = 8192
 # Channel-layer group memberships expire (CHANNEL_LAYERS group_expiry): long-lived sockets rejoin.
 GROUP_REFRESH_SECONDS = 3600
 PING = json.dumps({"type": "ping"})
+# channels_redis's connection pool (redis-py's, 100 connections) raises instead of waiting when it runs
+# dry: a burst of sockets connecting at once (a deploy, a network blip) queues here instead of failing.
+MAX_CONCURRENT_LAYER_CALLS = 50
+_layer_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layer_gate() -> asyncio.Semaphore:
+    """This event loop's limit on concurrent channel-layer calls."""
+    loop = asyncio.get_running_loop()
+    if loop not in _layer_gates:
+        _layer_gates[loop] = asyncio.Semaphore(MAX_CONCURRENT_LAYER_CALLS)
+    return _layer_gates[loop]
 
 
 def identify(message) -> tuple[uuid.UUID, uuid.UUID, str, int] | None:
@@ -61,13 +74,14 @@ class SyncConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         self.joined: list[str] = []
-        self.authenticated = asyncio.Event()
+        self.spoke, self.authenticated = asyncio.Event(), asyncio.Event()
         await self.accept()
         self.keeper = asyncio.ensure_future(self.keep_alive())
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.user_id is not None:
+        if self.spoke.is_set():
             return  # after auth the client has nothing to say; a pong or keep-alive message is fine
+        self.spoke.set()
         try:
             message = json.loads(text_data) if text_data and len(text_data) <= MAX_AUTH_MESSAGE_BYTES else None
         except ValueError:
@@ -90,7 +104,8 @@ class SyncConsumer(AsyncWebsocketConsumer):
             if channel_name == self.channel_name:
                 await self.close(code=CLOSE_TOO_MANY)
             else:
-                await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
+                async with layer_gate():
+                    await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
 
     def session_active(self) -> bool:
         from accounts import sessions
@@ -99,15 +114,18 @@ class SyncConsumer(AsyncWebsocketConsumer):
 
     async def join(self):
         self.joined = [realtime.user_group(self.user_id), realtime.session_group(self.session_id)]
-        for group in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        async with layer_gate():
+            for group in self.joined:
+                await self.channel_layer.group_add(group, self.channel_name)
 
     async def keep_alive(self):
         try:
-            await asyncio.wait_for(self.authenticated.wait(), settings.SYNC_WS_AUTH_TIMEOUT_SECONDS)
+            # The deadline is for the client's message; checking it may take longer under load.
+            await asyncio.wait_for(self.spoke.wait(), settings.SYNC_WS_AUTH_TIMEOUT_SECONDS)
         except TimeoutError:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        await self.authenticated.wait()
         joined_at = time.monotonic()
         while True:
             await asyncio.sleep(settings.SYNC_WS_PING_SECONDS)
@@ -119,8 +137,9 @@ class SyncConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         self.keeper.cancel()
         try:
-            for group in self.joined:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            async with layer_gate():
+                for group in self.joined:
+                    await self.channel_layer.group_discard(group, self.channel_name)
             if self.user_id is not None:
                 await sync_to_async(realtime.unregister_socket, thread_sensitive=False)(
                     user_id=self.user_id, channel_name=self.channel_name
