@@ -11,6 +11,13 @@ What it does, in order:
    bound to 127.0.0.1), the login pool as the shipped config defines it, and runs each scenario with
    wrk for a fixed time (bench/wrk.lua), then the CONN_MAX_AGE=0 and login-interference runs.
 
+4. Starts the realtime process (daphne, as the Procfile does) and drives it from bench/sockets.py in a
+   process of its own: SOCKETS idle authenticated sockets held until each got its ping (memory per
+   socket from the server's RSS), then the poke latency from a push's response to the other devices'
+   `changed` message with POKE_SOCKETS sockets open and the premium user's 16 devices pushing.
+5. With --compare-ref REF: the pull and push rows again, A B B A against REF's code (git archive) on
+   another port, as "after/before" ratios (the sync split of issue 18 must not cost more than 10 %).
+
 Every throughput is compared with a bare Django JSON view behind the same middleware (bench/urls.py).
 The numbers only mean something relative to each other on the same machine: close other load first.
 Exit status 1 when a goal is missed.
@@ -49,6 +56,11 @@ BIG_DOCUMENT_KEYS = 2000
 BIG_DOCUMENT_DEVICES = 4
 LOGIN_USERS = 5
 LOGIN_PASSWORD = "bench-correct-horse-battery"
+# Premium users (50 devices: 100 sockets each) whose sockets the socket scenarios hold.
+SOCKET_USERS = 100
+SOCKETS = int(os.environ.get("BENCH_SOCKETS", "10000"))
+POKE_SOCKETS = 1000
+POKE_PUSHES = int(os.environ.get("BENCH_POKE_PUSHES", "40"))
 # Secrets of this run, shared by the setup (which mints the tokens) and the servers.
 RUN_SECRETS = {"SECRET_KEY": secrets.token_urlsafe(50), "JWT_SECRET": secrets.token_urlsafe(50)}
 
@@ -97,6 +109,7 @@ class Fixtures:
     big_document_tokens: list[str] = field(default_factory=list)
     big_document_devices: list[str] = field(default_factory=list)
     login_emails: list[str] = field(default_factory=list)
+    socket_tokens: list[str] = field(default_factory=list)
 
 
 def prepare() -> Fixtures:
@@ -178,6 +191,14 @@ def prepare() -> Fixtures:
             accounts.issue_session_tokens(user=solo, device_name=fixtures.solo_push_devices[-1])[0]
         )
 
+    # Idle sockets: premium users, one session each (a socket takes its session's access token).
+    for index in range(SOCKET_USERS):
+        holder = User.objects.create_user(f"sockets{index}@{EMAIL_DOMAIN}", name=f"Sockets {index}")
+        billing.grant_comp_tier(
+            user_id=holder.id, tier="premium", until=datetime.now(UTC) + timedelta(days=365), granted_by=None
+        )
+        fixtures.socket_tokens.append(accounts.issue_session_tokens(user=holder, device_name="bench sockets")[0])
+
     # One real hash at the production cost (BCryptSHA256, 12 rounds), shared by the login users.
     password_hash = make_password(LOGIN_PASSWORD)
     for index in range(LOGIN_USERS):
@@ -202,14 +223,17 @@ def check_ports_free(ports) -> None:
 class Server:
     """A gunicorn started with the shipped config; stopped (SIGTERM to its master) on exit."""
 
-    def __init__(self, name: str, port: int, **env):
+    def __init__(self, name: str, port: int, root: Path = ROOT, **env):
         self.name, self.port = name, port
         self.log_path = RESULTS / f"gunicorn-{name}.log"
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-        self.process = subprocess.Popen(
-            [*command, "chatfocus.wsgi"],
-            cwd=ROOT,
-            env=server_environment(PROMETHEUS_MULTIPROC_DIR=str(RESULTS / f"prometheus-{name}"), **env),
+        self.process = self.popen([*command, "chatfocus.wsgi"], root, env)
+
+    def popen(self, command: list[str], root: Path, env: dict) -> subprocess.Popen:
+        return subprocess.Popen(
+            command,
+            cwd=root,
+            env=server_environment(PROMETHEUS_MULTIPROC_DIR=str(RESULTS / f"prometheus-{self.name}"), **env),
             stdout=self.log_path.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -237,6 +261,30 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class RealtimeServer(Server):
+    """The realtime process as the Procfile runs it (daphne), on its own port."""
+
+    def __init__(self, port: int):
+        self.name, self.port = "realtime", port
+        self.log_path = RESULTS / "daphne-realtime.log"
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatfocus.asgi:application"]
+        self.process = self.popen(command, ROOT, {})
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def export_tree(ref: str) -> Path:
+    """REF's files (git archive) in a directory of the results, to run its code beside this one."""
+    target = RESULTS / f"tree-{ref.replace('/', '-').replace('~', '_')}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 # --- wrk ---------------------------------------------------------------------------------------
@@ -466,6 +514,103 @@ def table_row(scenario: Scenario, result: Result, baseline: Result) -> tuple[lis
     ], met
 
 
+def socket_client(mode: str, config: dict) -> subprocess.Popen:
+    path = RESULTS / f"sockets-{mode}.json"
+    path.write_text(json.dumps(config))
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "sockets.py"), mode, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def bench_result(process: subprocess.Popen) -> dict:
+    for line in process.stdout:
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line.removeprefix("BENCH_RESULT "))
+        print(line, end="", flush=True)
+    raise SystemExit("bench/sockets.py printed no result")
+
+
+def socket_spread(tokens: list[str], total: int) -> list[list]:
+    """[access, device id, sockets] rows spreading `total` sockets over the users (100 at most each)."""
+    rows, left = [], total
+    for index, token in enumerate(tokens):
+        count = min(100, left)
+        if count:
+            rows.append([token, f"bench-socket-{index}", count])
+        left -= count
+    return rows
+
+
+def idle_sockets_row(fixtures: Fixtures, realtime: RealtimeServer) -> tuple[list[str], bool, str]:
+    url = f"ws://127.0.0.1:{realtime.port}/ws/sync"
+    # A few sockets first, so the baseline memory includes everything a socket's first use loads.
+    warm = socket_client("idle", {"url": url, "tokens": socket_spread(fixtures.socket_tokens[-1:], 5), "ping_wait": 30})
+    bench_result(warm)
+    warm.communicate("\n")
+    before = realtime.rss_kb()
+    client = socket_client(
+        "idle", {"url": url, "tokens": socket_spread(fixtures.socket_tokens, SOCKETS), "ping_wait": 60}
+    )
+    result = bench_result(client)
+    after = realtime.rss_kb()
+    client.communicate("\n")
+    per_socket = (after - before) / max(result["opened"], 1)
+    errors = result["failures"] + (result["opened"] - result["pinged"]) + (result["opened"] - result["open_at_end"])
+    met = result["opened"] >= 10_000 and errors == 0 and per_socket <= 64
+    row = [
+        f"idle sockets ({SOCKETS:,}, pings)",
+        "—",
+        "—",
+        "—",
+        str(errors),
+        "—",
+        "≥ 10,000 open and pinged, ≤ 64 KB RSS each",
+        "yes" if met else "NO",
+    ]
+    note = (
+        f"Idle sockets: {result['opened']:,} authenticated in {result['connect_seconds']:.0f} s, {result['pinged']:,} "
+        f"got their ping, {result['open_at_end']:,} still open; realtime process RSS {before / 1024:.0f} MB → "
+        f"{after / 1024:.0f} MB = {per_socket:.1f} KB per socket."
+    )
+    return row, met, note
+
+
+def pokes_row(fixtures: Fixtures, realtime: RealtimeServer) -> tuple[list[str], bool, str]:
+    idle = POKE_SOCKETS - len(fixtures.pusher_tokens)
+    config = {
+        "url": f"ws://127.0.0.1:{realtime.port}/ws/sync",
+        "tokens": socket_spread(fixtures.socket_tokens, idle),
+        "api": f"http://127.0.0.1:{PORT}",
+        "pushers": [list(pair) for pair in zip(fixtures.pusher_tokens, fixtures.push_devices, strict=True)],
+        "pushes": POKE_PUSHES,
+        "settle": 30,
+    }
+    result = bench_result(socket_client("pokes", config))
+    errors = result["failures"] + result["push_errors"] + result["lost"] + result["pokes_to_pusher"]
+    met = errors == 0 and result["p99_ms"] is not None and result["p99_ms"] <= 100
+    row = [
+        f"pokes ({POKE_SOCKETS:,} sockets, 16 devices push)",
+        f"{result['pushes_per_s']:.0f}",
+        f"{result['p50_ms']:.1f}" if result["p50_ms"] is not None else "—",
+        f"{result['p99_ms']:.1f}" if result["p99_ms"] is not None else "—",
+        str(errors),
+        "—",
+        "p99 ≤ 100 ms, 0 lost",
+        "yes" if met else "NO",
+    ]
+    note = (
+        f"Pokes: {result['pushes']} pushes from 16 devices, {result['pokes_received']:,} of "
+        f"{result['pokes_expected']:,} pokes received ({result['lost']} lost, {result['pokes_to_pusher']} to the "
+        f"pusher), push response → other device's message p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+        f"max {result['max_ms']} ms (req/s column: pushes per second)."
+    )
+    return row, met, note
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -486,10 +631,15 @@ def main() -> int:
         default=None,
         help="scenario names (substrings) to run besides the baseline; skips the comparison runs",
     )
+    parser.add_argument(
+        "--compare-ref",
+        default=os.environ.get("BENCH_COMPARE_REF"),
+        help="a git ref whose code runs the pull and push rows again, A B B A (env BENCH_COMPARE_REF)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk (make bench installs it when run as root).")
-    check_ports_free([PORT, PORT + 1, PORT + 2])
+    check_ports_free([PORT, PORT + 1, PORT + 2, PORT + 3, PORT + 4])
     RESULTS.mkdir(parents=True, exist_ok=True)
     facts = machine_facts()
     create_database()
@@ -509,6 +659,11 @@ def main() -> int:
         servers += [web, login_pool]
         if args.only is None:
             servers.append(Server("conn-max-age-0", PORT + 2, CONN_MAX_AGE="0"))
+        realtime = RealtimeServer(PORT + 3)
+        servers.append(realtime)
+        if args.compare_ref:
+            before = Server("before", PORT + 4, root=export_tree(args.compare_ref))
+            servers.append(before)
         for server in servers:
             server.wait_ready()
 
@@ -525,6 +680,35 @@ def main() -> int:
                 missed.append(scenario.load.name)
 
         extra_lines = []
+        for name, row_of in (("sockets", idle_sockets_row), ("pokes", pokes_row)):
+            if args.only is None or any(o in name for o in args.only):
+                print(f"Running {name} on :{realtime.port}...", flush=True)
+                row, met, note = row_of(fixtures, realtime)
+                table.append(row)
+                extra_lines.append(note)
+                if not met:
+                    missed.append(name)
+
+        if args.compare_ref:
+            half = max(1.0, args.seconds / 2)
+            for scenario in selected:
+                if not scenario.load.name.startswith("sync p"):
+                    continue
+                # A B B A: the same load on REF's code and on this code, alternating.
+                before_runs = [run(scenario.load, PORT + 4, half)]
+                after_runs = [run(scenario.load, PORT, half), run(scenario.load, PORT, half)]
+                before_runs.append(run(scenario.load, PORT + 4, half))
+                old, new = combined(before_runs), combined(after_runs)
+                ratio = new.rps / old.rps if old.rps else 0
+                ok = ratio >= 0.9 and new.errors == 0 and old.errors == 0
+                if not ok:
+                    missed.append(f"{scenario.load.name} vs {args.compare_ref}")
+                extra_lines.append(
+                    f"{scenario.load.name}, this code vs {args.compare_ref} (A B B A): {new.rps:.0f} vs "
+                    f"{old.rps:.0f} req/s = {ratio:.2f}× (goal ≥ 0.90×: {'yes' if ok else 'NO'}), p99 "
+                    f"{new.p99_ms:.1f} vs {old.p99_ms:.1f} ms, errors {new.errors}/{old.errors}."
+                )
+
         if args.only is None:
             half = max(1.0, args.seconds / 2)
             # Each comparison runs A B B A in halves, so a drift in machine load weighs on both sides alike.
