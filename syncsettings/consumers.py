@@ -20,8 +20,15 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings
 
+from accounts import sessions
+from accounts.authentication import JWTAuthentication
+from chatfocus.exceptions import ValidationFailed
 from syncsettings import realtime
+from syncsettings.services import UserRef, get_limits
+from syncsettings.validation import parse_device_id
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +53,6 @@ def layer_gate() -> asyncio.Semaphore:
 
 def identify(message) -> tuple[uuid.UUID, uuid.UUID, str, int] | None:
     """(user id, session id, device id, socket limit) for a valid auth message, else None."""
-    from rest_framework_simplejwt.exceptions import InvalidToken
-    from rest_framework_simplejwt.settings import api_settings
-
-    from accounts import sessions
-    from accounts.authentication import JWTAuthentication
-    from chatfocus.exceptions import ValidationFailed
-    from syncsettings.services import UserRef, get_limits
-    from syncsettings.validation import parse_device_id
-
     if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("access"), str):
         return None
     try:
@@ -108,8 +106,6 @@ class SyncConsumer(AsyncWebsocketConsumer):
                     await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
 
     def session_active(self) -> bool:
-        from accounts import sessions
-
         return sessions.is_session_active(self.session_id)
 
     async def join(self):
