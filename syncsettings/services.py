@@ -464,10 +464,8 @@ def prune_sync_history(*, now: datetime | None = None) -> dict:
     """Prune every user's history (the periodic job): totals of deleted log rows and tombstones."""
     totals = {"users": 0, "changes": 0, "tombstones": 0}
     for user_id in store.space_ids():
-        result = prune_user_history(user=UserRef(user_id), now=now)
-        totals["users"] += 1
-        totals["changes"] += result["changes"]
-        totals["tombstones"] += result["tombstones"]
+        result = {"users": 1, **prune_user_history(user=UserRef(user_id), now=now)}
+        totals = {name: count + result[name] for name, count in totals.items()}
     return totals
 
 
