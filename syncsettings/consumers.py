@@ -62,7 +62,7 @@ def identify(message) -> tuple[uuid.UUID, uuid.UUID, str, int] | None:
         session_id = uuid.UUID(str(token[sessions.SESSION_CLAIM]))
     except (InvalidToken, ValidationFailed, KeyError, ValueError):
         return None
-    if not sessions.is_session_active(session_id):
+    if not sessions.is_session_active(session_id, user_id=user_id):
         return None
     return user_id, session_id, device_id, get_limits(user=UserRef(user_id)).devices * 2
 
@@ -106,7 +106,7 @@ class SyncConsumer(AsyncWebsocketConsumer):
                     await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
 
     def session_active(self) -> bool:
-        return sessions.is_session_active(self.session_id)
+        return sessions.is_session_active(self.session_id, user_id=self.user_id)
 
     async def join(self):
         self.joined = [realtime.user_group(self.user_id), realtime.session_group(self.session_id)]
