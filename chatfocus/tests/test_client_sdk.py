@@ -43,17 +43,28 @@ def test_sdk_unit_tests_pass(sdk_build):
     assert "# fail 0" in output and "# pass 0" not in output, output
 
 
+def node_flags() -> list[str]:
+    """Node 20 has WebSocket behind a flag (22 on: always)."""
+    has_socket = run(["node", "-p", "typeof WebSocket"], cwd=SDK).strip() == "function"
+    return [] if has_socket else ["--experimental-websocket"]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_sdk_syncs_two_devices_through_the_live_server(sdk_build, live_server):
+def test_sdk_syncs_two_devices_through_the_live_server(sdk_build, live_server, realtime_server):
     user = UserFactory()
     # A transactional test starts from empty tables: the registry row its data migration made is gone.
     EventDefinition.objects.get_or_create(
         name="extension_opened", defaults={"kind": "event", "allowed_props": ["surface"]}
     )
     output = run(
-        ["node", "--test", "--test-timeout=120000", "test/integration/"],
+        ["node", *node_flags(), "--test", "--test-timeout=120000", "test/integration/"],
         cwd=SDK,
-        env={"CF_BASE_URL": live_server.url, "CF_EMAIL": user.email, "CF_PASSWORD": DEFAULT_PASSWORD},
+        env={
+            "CF_BASE_URL": live_server.url,
+            "CF_SOCKET_URL": f"{realtime_server.url}/ws/sync",
+            "CF_EMAIL": user.email,
+            "CF_PASSWORD": DEFAULT_PASSWORD,
+        },
     )
     assert "# fail 0" in output and "# pass 5" in output, output
     print(next(line for line in output.splitlines() if "A→B" in line))
@@ -175,28 +186,35 @@ def two_profiles(_chromium, tmp_path, sdk_build):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_demo_extension_syncs_two_chromium_profiles(two_profiles, live_server):
+def test_demo_extension_syncs_two_chromium_profiles(two_profiles, live_server, realtime_server):
     import time
 
     from playwright.sync_api import expect
 
     user = UserFactory()
-    proxy = TcpProxy(int(live_server.url.rsplit(":", 1)[1]))
+    # The API and the socket each behind a proxy: closing both makes "the server" unreachable.
+    api, socket = TcpProxy(int(live_server.url.rsplit(":", 1)[1])), TcpProxy(realtime_server.port)
     a, b = two_profiles
     for page in (a, b):
-        page.evaluate("chrome.storage.local.set({'demo.pollSeconds': 1})")
-        page.fill("input[name=apiUrl]", f"http://127.0.0.1:{proxy.port}")
+        # Polling once an hour: what reaches the other profile comes through the socket's pokes.
+        page.evaluate(
+            "settings => chrome.storage.local.set(settings)",
+            {"demo.pollSeconds": 3600, "demo.socketUrl": f"ws://127.0.0.1:{socket.port}/ws/sync"},
+        )
+        page.fill("input[name=apiUrl]", f"http://127.0.0.1:{api.port}")
         page.fill("input[name=email]", user.email)
         page.fill("input[name=password]", DEFAULT_PASSWORD)
         page.click("#login button")
         expect(page.locator("#signed-in")).to_be_visible(timeout=LONG)
+        expect(page.locator("#link")).to_have_text("live", timeout=LONG)
 
     changed_at = time.monotonic()
     a.check("#ignoreForwarded")
     expect(b.locator("#ignoreForwarded")).to_be_checked(timeout=LONG)
     print(f"A→B: {(time.monotonic() - changed_at) * 1000:.0f} ms ({b.text_content('#link')})")
 
-    proxy.close()
+    api.close()
+    socket.close()
     try:
         a.fill("#add-contact input", "alice")
         a.click("#add-contact button")
@@ -209,7 +227,8 @@ def test_demo_extension_syncs_two_chromium_profiles(two_profiles, live_server):
         expect(a.locator("#pending")).to_have_text("3", timeout=LONG)
         expect(b.locator("#pending")).to_have_text("5", timeout=LONG)
     finally:
-        proxy.open()
+        api.open()
+        socket.open()
 
     for page in (a, b):
         expect(page.locator("#contacts li")).to_have_text(["alice", "bob"], timeout=LONG)
@@ -223,4 +242,5 @@ def test_demo_extension_syncs_two_chromium_profiles(two_profiles, live_server):
         "focusedContacts/bob": True,
         "usageStats/filtersUsed": 5,
     }
-    proxy.close()
+    api.close()
+    socket.close()
