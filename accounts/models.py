@@ -1,10 +1,15 @@
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from accounts.addresses import canonical_email
+
+# Django's own salt: with an empty session_salt the hash is the stock one.
+SESSION_AUTH_HASH_SALT = "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash"
 
 
 class UserManager(BaseUserManager):
@@ -46,6 +51,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     updated_at = models.DateTimeField(auto_now=True)
     # An email change waiting for its confirmation link; `email` changes when it is opened.
     pending_email = models.EmailField(max_length=254, blank=True)
+    # Mixed into the hosted pages' session hash: a new value signs every browser out
+    # (accounts.services.end_every_session). Empty keeps Django's stock hash, so no one is signed out by deploying it.
+    session_salt = models.CharField(max_length=32, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -62,6 +70,18 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self):
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email)
+
+    def get_session_auth_hash(self):
+        return self._salted_session_auth_hash(secret=None)
+
+    def get_session_auth_fallback_hash(self):
+        for fallback_secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._salted_session_auth_hash(secret=fallback_secret)
+
+    def _salted_session_auth_hash(self, *, secret):
+        return salted_hmac(
+            SESSION_AUTH_HASH_SALT, self.password + self.session_salt, secret=secret, algorithm="sha256"
+        ).hexdigest()
 
     def get_full_name(self):
         return self.name or self.email

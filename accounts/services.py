@@ -24,6 +24,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -277,7 +278,7 @@ def _end_access_from_before_proof(*, user_id) -> None:
     and signed in on devices; none of it may outlive the owner's first proof.
     """
     SocialAccount.objects.filter(user_id=user_id).delete()
-    revoke_sessions(user_id=user_id, reason="email_verified")
+    end_every_session(user_id=user_id, reason="email_verified")
 
 
 def _send_email_change_notice(*, user: User, old_email: str) -> None:
@@ -324,7 +325,7 @@ def undo_email_change(*, token: str) -> User:
         user.set_unusable_password()
         user.save(update_fields=["email", "pending_email", "password", "updated_at"])
         SocialAccount.objects.filter(user=user, date_joined__gte=datetime.fromisoformat(change["changed_at"])).delete()
-        revoke_sessions(user_id=user.id, reason="email_change_undone")
+        end_every_session(user_id=user.id, reason="email_change_undone")
         _send_password_reset_link(user=user)
     return user
 
@@ -507,6 +508,18 @@ def _confirm_identity(*, user, row: User, password: str | None, field: str) -> N
         logged_in_at = row.last_login
     if logged_in_at is None or timezone.now() - logged_in_at > RECENT_LOGIN:
         raise PermissionDenied("For your security, log in again first (this needs a login from the last 10 minutes).")
+
+
+def end_every_session(*, user_id, reason: str) -> int:
+    """Sign the user out everywhere; returns how many API sessions ended.
+
+    API sessions: their access tokens fail at once and refreshes are refused. Hosted pages: a new
+    session_salt changes the session hash django.contrib.auth checks on every request, so each browser
+    is logged out on its next page, whatever the session backend (no scan of other users' sessions).
+    """
+    with transaction.atomic():
+        User.objects.filter(id=user_id).update(session_salt=get_random_string(32))
+        return revoke_sessions(user_id=user_id, reason=reason)
 
 
 def set_user_password(*, user: User, password: str, keep_session_id=None) -> None:
@@ -717,8 +730,8 @@ def delete_account(*, user, password: str | None = None, staff=None) -> None:
 
 
 def sign_out_all_sessions(*, user, reason: str = "staff") -> int:
-    """End every session of the user: their access tokens fail at once and refreshes are refused."""
-    return revoke_sessions(user_id=user.id, reason=reason)
+    """End every session of the user (see end_every_session); returns how many API sessions ended."""
+    return end_every_session(user_id=user.id, reason=reason)
 
 
 def set_user_active(*, user, active: bool) -> None:
@@ -729,4 +742,4 @@ def set_user_active(*, user, active: bool) -> None:
             row.is_active = active
             row.save(update_fields=["is_active", "updated_at"])
         if not active:
-            revoke_sessions(user_id=row.id, reason="deactivated")
+            end_every_session(user_id=row.id, reason="deactivated")

@@ -213,3 +213,16 @@ def test_a_push_reads_the_session_state_devices_and_tier_in_one_round_trip_befor
     assert push("op-2").json()["results"][0]["status"] == "applied"
     # The one read, then the new version published under the row lock.
     assert redis_round_trips == ["MGET", "SET"]
+
+
+def test_the_session_salt_keeps_djangos_hash_until_set_so_deploying_it_signs_no_one_out(settings):
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    settings.SECRET_KEY_FALLBACKS = ["an-older-secret-key"]
+    user = User(password="bcrypt_sha256$stored-hash")
+    assert user.get_session_auth_hash() == AbstractBaseUser.get_session_auth_hash(user)
+    assert list(user.get_session_auth_fallback_hash()) == list(AbstractBaseUser.get_session_auth_fallback_hash(user))
+    before = user.get_session_auth_hash()
+    user.session_salt = "rotated"
+    assert user.get_session_auth_hash() != before
+    assert before not in user.get_session_auth_fallback_hash()

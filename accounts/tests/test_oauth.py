@@ -344,17 +344,26 @@ def exchange_for_session(user) -> str:
     return access
 
 
-def test_the_first_confirmation_link_disconnects_earlier_providers_and_signs_out_every_session(auth_client):
+@pytest.mark.parametrize("link", ["api", "hosted"])
+def test_the_first_confirmation_link_disconnects_earlier_providers_and_signs_out_every_session(auth_client, link):
     user = UserFactory(email="victim@example.com")
     address = EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
     SocialAccount.objects.create(user=user, provider="github", uid="666")
     client = auth_client(user)
+    browser = Client()
+    assert browser.post("/account/login/", {"login": user.email, "password": DEFAULT_PASSWORD}).status_code == 302
+    assert browser.get("/account/").status_code == 200
     from allauth.account.models import EmailConfirmationHMAC
 
     key = EmailConfirmationHMAC(address).key
-    assert APIClient().post("/api/auth/verify-email", {"key": key}, format="json").status_code == 204
+    if link == "api":
+        assert APIClient().post("/api/auth/verify-email", {"key": key}, format="json").status_code == 204
+    else:
+        assert Client().post(f"/account/confirm-email/{key}/").status_code == 302
+    assert EmailAddress.objects.get(id=address.id).verified
     assert not SocialAccount.objects.exists()
     assert client.get("/api/users/me").status_code == 401
+    assert browser.get("/account/")["Location"] == "/account/login/?next=/account/"
 
 
 @pytest.mark.parametrize("flow", ["extension", "hosted"])

@@ -8,6 +8,7 @@ from allauth.account.models import EmailAddress
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer
@@ -197,6 +198,9 @@ def test_resend_verification_and_sign_out(staff_client, staff, django_capture_on
     user = UserFactory()
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
     access, refresh, _ = issue_session_tokens(user=user)
+    browser = Client()
+    assert browser.post("/account/login/", {"login": user.email, "password": DEFAULT_PASSWORD}).status_code == 302
+    assert browser.get("/account/").status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         assert staff_client.post(action_url(user, "resend-verification")).status_code == 302
     (verification,) = mail.outbox
@@ -204,6 +208,9 @@ def test_resend_verification_and_sign_out(staff_client, staff, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         assert staff_client.post(action_url(user, "sign-out")).status_code == 302
     assert api_status(access) == 401 and refresh_status(refresh) == 401
+    # The hosted pages too: the browser's next page asks for a login.
+    assert browser.get("/account/")["Location"] == "/account/login/?next=/account/"
+    assert staff_client.get(reverse("admin:index")).status_code == 200
     assert support_log(user, staff) == [
         f"Support: sent the verification email again to {user.email}",
         "Support: signed out 1 session(s)",
