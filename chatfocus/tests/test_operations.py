@@ -148,7 +148,7 @@ def test_image_is_multi_stage_from_a_pinned_base_and_installs_the_lock_with_hash
     env = " ".join(arg for op, arg in runtime if op == "ENV")
     assert "CELERY_BEAT_SCHEDULE_FILENAME=/tmp/" in env
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".env", ".venv", ".git"} <= set(ignored)
+    assert {".env", ".venv", ".git", "**/node_modules"} <= set(ignored)
 
 
 def procfile() -> dict[str, str]:
