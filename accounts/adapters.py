@@ -5,6 +5,7 @@ from allauth.account.models import EmailAddress
 from allauth.account.utils import user_email
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.providers.base import AuthError, AuthProcess
 from django import forms
@@ -150,6 +151,13 @@ class AccountAdapter(DefaultAccountAdapter):
         from accounts.services import set_user_password
 
         set_user_password(user=user, password=password)
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    def is_mfa_enabled(self, user, types=None):
+        """A second factor guards staff only (DESIGN §3): the API login never asks users for one, so the hosted
+        login must not either, or a user would think a factor protects the account when it does not."""
+        return user.is_authenticated and user.is_staff and super().is_mfa_enabled(user, types=types)
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

@@ -1,6 +1,7 @@
 """Hosted account pages under /account/: each view validates a form, calls a service, renders."""
 
 import json
+from functools import wraps
 
 from allauth.account.views import EmailView
 from allauth.socialaccount.views import ConnectionsView
@@ -35,6 +36,20 @@ def _call(form, service, **kwargs) -> bool:
             form.add_error(None, error.message)
         return False
     return True
+
+
+def staff_only_second_factor(view):
+    """allauth's MFA pages are for staff (DESIGN §3): the API login never asks for a second factor, so a user
+    who enrolled would believe the account protected when it is not."""
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if request.user.is_authenticated and not request.user.is_staff:
+            messages.error(request, "Two-factor authentication is only for staff accounts.")
+            return redirect("account_profile")
+        return view(request, *args, **kwargs)
+
+    return guarded
 
 
 def csrf_failure(request, reason=""):

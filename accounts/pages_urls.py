@@ -1,8 +1,32 @@
 """Hosted account pages; mounted at /account/ before allauth's own URLs."""
 
-from django.urls import path
+from allauth.mfa import urls as mfa_urls
+from django.urls import URLPattern, URLResolver, include, path
 
 from accounts import pages
+
+# The login steps of a staff login; every other MFA page (enrolment, codes) is staff-only.
+MFA_LOGIN_STEPS = {"mfa_authenticate", "mfa_reauthenticate", "mfa_trust"}
+
+
+def _staff_only(patterns):
+    guarded = []
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            guarded.append(path(str(pattern.pattern), include(_staff_only(pattern.url_patterns))))
+        elif pattern.name in MFA_LOGIN_STEPS:
+            guarded.append(pattern)
+        else:
+            guarded.append(
+                URLPattern(
+                    pattern.pattern,
+                    pages.staff_only_second_factor(pattern.callback),
+                    pattern.default_args,
+                    pattern.name,
+                )
+            )
+    return guarded
+
 
 urlpatterns = [
     path("", pages.profile, name="account_profile"),
@@ -19,4 +43,6 @@ urlpatterns = [
     path("billing/resume/", pages.resume_subscription, name="account_billing_resume"),
     path("export/", pages.export, name="account_export"),
     path("delete/", pages.delete, name="account_delete"),
+    # Shadows the same URLs that allauth.urls mounts after these.
+    path("2fa/", include(_staff_only(mfa_urls.urlpatterns))),
 ]

@@ -281,6 +281,7 @@ SOCIALACCOUNT_PROVIDERS = {
 OAUTH_REDIRECT_URIS = env.list("OAUTH_REDIRECT_URIS", default=[])
 
 # --- Staff second factor (allauth.mfa; staff enroll at /account/2fa/) ------------------------
+MFA_ADAPTER = "accounts.adapters.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "ChatFocus"
 # The admin opens only to sessions that passed a second factor (accounts/admin_site.py).

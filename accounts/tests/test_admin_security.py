@@ -137,6 +137,27 @@ def test_hosted_login_with_the_second_factor_opens_the_admin(client, staff, mfa_
         assert client.get(reverse("admin:index")).status_code == 200
 
 
+@pytest.mark.parametrize("page", ["mfa_index", "mfa_activate_totp", "mfa_generate_recovery_codes"])
+def test_users_cannot_enroll_a_second_factor_the_api_login_would_never_ask_for(client, page):
+    user = UserFactory()
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    client.post(reverse("account_login"), {"login": user.email, "password": DEFAULT_PASSWORD})
+    client.post(reverse("account_reauthenticate"), {"password": DEFAULT_PASSWORD})
+    for response in (client.get(reverse(page)), client.post(reverse(page), {"code": "123456"})):
+        assert response.status_code == 302 and response["Location"] == reverse("account_profile")
+    profile = client.get(reverse("account_profile"))
+    assert "Two-factor authentication is only for staff accounts." in profile.content.decode()
+    assert not Authenticator.objects.exists()
+
+
+def test_a_users_leftover_second_factor_is_not_asked_for_by_the_hosted_login(client):
+    """Enrolled before enrolment became staff-only: the hosted login behaves like the API login."""
+    user = UserFactory()
+    Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": pyotp.random_base32()})
+    client.post(reverse("account_login"), {"login": user.email, "password": DEFAULT_PASSWORD})
+    assert client.get(reverse("account_profile")).status_code == 200
+
+
 def test_admin_requires_a_second_factor_by_default_in_production():
     code = "from django.conf import settings; print(settings.ADMIN_REQUIRE_MFA)"
     production = run_manage("shell", "-c", code, env_overrides=PROD_ENV)
