@@ -34,6 +34,7 @@ from billing import services as billing_services
 from billing.admin import CompGrantForm
 from billing.selectors import account_state, has_live_subscription
 from billing.services import TIERS, filter_users_by_tier
+from chatfocus.admin import ReadOnlyAdminMixin
 from chatfocus.exceptions import DomainError
 from syncsettings import services as sync_services
 
@@ -547,16 +548,8 @@ class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):
 
 
 @admin.register(BlacklistedToken)
-class BlacklistedTokenAdmin(token_admin.BlacklistedTokenAdmin):
+class BlacklistedTokenAdmin(ReadOnlyAdminMixin, token_admin.BlacklistedTokenAdmin):
+    """Read-only: deleting an entry would bring a revoked refresh token back to life."""
+
     fields = ("token_jti", "token_user", "token_created_at", "token_expires_at", "blacklisted_at")
     readonly_fields = fields
-
-    # Deleting an entry would bring a revoked refresh token back to life.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -6,6 +6,7 @@ from analytics.charts import build_dashboard_charts
 from analytics.models import DailyActiveUsers, DailyEventRollup, DailyMetricRollup, Dashboard, EventDefinition
 from analytics.selectors import get_dashboard_data
 from analytics.services import forget_event_registry
+from chatfocus.admin import ReadOnlyAdminMixin
 
 RANGES = {"7", "30", "90"}
 
@@ -71,7 +72,7 @@ class DailyMetricRollupAdmin(ReadOnlyRollupAdmin):
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The staff dashboard: every staff member may read it; it has nothing to edit."""
 
     def has_module_permission(self, request):
@@ -79,15 +80,6 @@ class DashboardAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         requested = request.GET.get("days", "30")

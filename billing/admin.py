@@ -11,6 +11,7 @@ from billing.models import BillingAccount, Revenue, TierChange, WebhookEvent
 from billing.revenue import build_revenue_charts, build_revenue_report
 from billing.selectors import PAID_TIERS, account_state, entitlements_from_state
 from billing.tiers import PRIORITY_SUPPORT
+from chatfocus.admin import ReadOnlyAdminMixin
 from chatfocus.exceptions import DomainError
 
 
@@ -88,21 +89,12 @@ class BillingAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(admin.ModelAdmin):
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "user", "from_tier", "to_tier", "source", "actor", "stripe_event_id", "note")
     list_filter = ("source", "to_tier", "from_tier")
     search_fields = ("user__email", "stripe_event_id")
     list_select_related = ("user", "actor")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookEvent)
@@ -139,17 +131,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Revenue)
-class RevenueAdmin(admin.ModelAdmin):
+class RevenueAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Billing → Revenue: a read-only report for staff with the `billing.view_revenue` permission."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):

@@ -7,23 +7,13 @@ everything here is read-only except deleting devices.
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
+from chatfocus.admin import ReadOnlyAdminMixin
 from syncsettings.models import Change, Device, Entry, Snapshot, SyncState
 from syncsettings.services import UserRef, delete_device, get_limits
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(SyncState)
-class SyncStateAdmin(ReadOnlyAdmin):
+class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "version", "storage", "keys", "pruned_version", "last_synced_at"]
     list_select_related = ["user"]
     search_fields = ["user__email"]
@@ -47,7 +37,7 @@ class SyncStateAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "key", "deleted", "size", "version", "device_id", "updated_at"]
     list_filter = ["deleted"]
     search_fields = ["user__email", "key"]
@@ -56,7 +46,7 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Change)
-class ChangeAdmin(ReadOnlyAdmin):
+class ChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "user", "key", "op", "status", "version", "device_id", "op_id"]
     list_filter = ["status", "op"]
     search_fields = ["user__email", "key", "op_id"]
@@ -66,7 +56,7 @@ class ChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(ReadOnlyAdmin):
+class DeviceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "device_id", "name", "browser", "platform", "created_at", "last_seen_at"]
     list_filter = ["browser", "platform"]
     search_fields = ["user__email", "device_id", "name"]
@@ -86,7 +76,7 @@ class DeviceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(ReadOnlyAdmin):
+class SnapshotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "created_at", "reason", "label", "version", "key_count", "bytes_used"]
     list_filter = ["reason"]
     search_fields = ["user__email", "label"]
