@@ -139,11 +139,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # A socket's receive is a BZPOPMIN that blocks up to 5 s (channels_redis's brpop_timeout), and
-                # redis-py 8 reads with a 5 s socket_timeout by default: under load the two raced and the read
-                # timed out, killing the consumer and its socket. The read waits longer than the block instead,
-                # and a dead connection is still noticed.
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 15}],
+                # No socket_timeout: a socket's receive blocks on Redis for seconds by design.
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1}],
                 # Long-lived sockets rejoin their groups hourly (syncsettings.consumers).
                 "group_expiry": 7 * 86_400,
             },
