@@ -139,8 +139,19 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # No socket_timeout: a socket's receive blocks on Redis for seconds by design.
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1}],
+                # No socket timeout, on purpose. A socket's receive is a BZPOPMIN that blocks up to 5 s
+                # (channels_redis's brpop_timeout) and redis-py 8 reads with a 5 s timeout by default: under
+                # load the two raced and killed consumers. And with any timeout redis-py sends each command
+                # through asyncio.wait_for, which on Python 3.11 can swallow a cancellation: a closed socket's
+                # receive then never stops. TCP keepalive notices a dead Redis instead.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": 1,
+                        "socket_timeout": None,
+                        "socket_keepalive": True,
+                    }
+                ],
                 # Long-lived sockets rejoin their groups hourly (syncsettings.consumers).
                 "group_expiry": 7 * 86_400,
             },

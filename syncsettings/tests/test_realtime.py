@@ -131,6 +131,58 @@ def test_a_bad_or_missing_token_closes_with_4401(message):
     run(scenario)
 
 
+def test_a_closed_sockets_consumer_stops_when_cancelled_instead_of_receiving_forever():
+    """The server closed the socket (4401) and its receive from the channel layer is in flight: cancelling
+    the consumer (what the ASGI server does when the connection goes) must end it by cancellation. With a
+    Redis socket timeout, redis-py sends through asyncio.wait_for, which on Python 3.11 swallowed that
+    cancellation: the receive then ran on (forever, or until the read timed out and raised)."""
+
+    async def scenario():
+        communicator = await connect()
+        await communicator.send_to(text_data=json.dumps({"type": "hello"}))
+        assert await closed_with(communicator) == 4401
+        consumer = communicator.future
+        consumer.cancel()
+        done, _ = await asyncio.wait([consumer], timeout=WAIT)
+        assert done == {consumer} and consumer.cancelled()
+
+    for _ in range(3):
+        run(scenario)
+
+
+def test_the_channel_layer_reads_redis_without_a_socket_timeout(settings):
+    (host,) = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    # None, not absent: redis-py's default is a 5 s timeout (see the test above and chatfocus.settings).
+    assert host["socket_timeout"] is None and host["socket_keepalive"] is True
+
+
+def test_pokes_skip_channels_database_cleanup_and_client_messages_keep_it(device, monkeypatch):
+    """Channels closes stale database connections (in a worker thread) before each message; a poke
+    touches no database, so the consumer hands group messages straight to their handlers."""
+    import channels.consumer
+
+    cleanups = []
+
+    async def counting_cleanup():
+        cleanups.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_cleanup)
+    laptop = device()
+    phone = device(laptop.sync.user)
+
+    async def scenario():
+        on_phone = await connect(phone.access, "phone")
+        assert await receive(on_phone) == {"type": "ping"}
+        after_auth = len(cleanups)
+        assert after_auth >= 1  # the connect and the auth message went through Channels' dispatch
+        assert (await sync_to_async(laptop.sync.push)("laptop", [make_op("theme", "dark")])).status_code == 200
+        assert await drain_pings(on_phone) == {"type": "changed", "version": 1}
+        assert len(cleanups) == after_auth
+        await on_phone.disconnect()
+
+    run(scenario)
+
+
 def test_a_valid_token_with_an_invalid_device_id_or_a_revoked_session_closes_with_4401(device):
     first, second = device(), device()
     accounts_services.revoke_session(user=second.sync.user, session_id=second.client.auth_session.id)
