@@ -605,8 +605,8 @@ def pokes_row(fixtures: Fixtures, realtime: RealtimeServer) -> tuple[list[str], 
     note = (
         f"Pokes: {result['pushes']} pushes from 16 devices, {result['pokes_received']:,} of "
         f"{result['pokes_expected']:,} pokes received ({result['lost']} lost, {result['pokes_to_pusher']} to the "
-        f"pusher), push response → other device's message p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-        f"max {result['max_ms']} ms (req/s column: pushes per second)."
+        f"pusher), push response → other device's message p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms (req/s column: pushes per second)."
     )
     return row, met, note
 

@@ -137,13 +137,15 @@ ASGI_APPLICATION = "chatfocus.asgi.application"
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # No socket timeout, on purpose. A socket's receive is a BZPOPMIN that blocks up to 5 s
-                # (channels_redis's brpop_timeout) and redis-py 8 reads with a 5 s timeout by default: under
-                # load the two raced and killed consumers. And with any timeout redis-py sends each command
-                # through asyncio.wait_for, which on Python 3.11 can swallow a cancellation: a closed socket's
-                # receive then never stops. TCP keepalive notices a dead Redis instead.
+                # The pub/sub layer: a group is a Redis channel that each realtime process subscribes to
+                # once and fans out to its own sockets, so a poke is one PUBLISH (syncsettings.realtime),
+                # where the list-based layer needed a sorted-set read and a script per socket.
+                # No socket timeout, on purpose: with one, redis-py sends each command through
+                # asyncio.wait_for, which on Python 3.11 can swallow the cancellation of a closing socket's
+                # consumer (it then never ends); and redis-py 8's default 5 s read timeout raced
+                # channels_redis's own 5 s blocking reads. TCP keepalive notices a dead Redis instead.
                 "hosts": [
                     {
                         "address": REDIS_URL,
@@ -152,8 +154,6 @@ if REDIS_URL:
                         "socket_keepalive": True,
                     }
                 ],
-                # Long-lived sockets rejoin their groups hourly (syncsettings.consumers).
-                "group_expiry": 7 * 86_400,
             },
         }
     }

@@ -12,7 +12,6 @@ and an open socket outlives its access token while its session lives.
 import asyncio
 import json
 import logging
-import time
 import uuid
 import weakref
 
@@ -35,11 +34,9 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY = 4401, 4429
 MAX_AUTH_MESSAGE_BYTES = 8192
-# Channel-layer group memberships expire (CHANNEL_LAYERS group_expiry): long-lived sockets rejoin.
-GROUP_REFRESH_SECONDS = 3600
 PING = json.dumps({"type": "ping"})
-# channels_redis's connection pool (redis-py's, 100 connections) raises instead of waiting when it runs
-# dry: a burst of sockets connecting at once (a deploy, a network blip) queues here instead of failing.
+# A burst of sockets connecting at once (a deploy, a network blip) queues here for its group joins rather
+# than piling onto the layer's Redis connection pool, which raises instead of waiting when it runs dry.
 MAX_CONCURRENT_LAYER_CALLS = 50
 _layer_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -129,13 +126,9 @@ class SyncConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         await self.authenticated.wait()
-        joined_at = time.monotonic()
         while True:
             await asyncio.sleep(settings.SYNC_WS_PING_SECONDS)
             await self.send(text_data=PING)
-            if time.monotonic() - joined_at > GROUP_REFRESH_SECONDS:
-                await self.join()
-                joined_at = time.monotonic()
 
     async def disconnect(self, code):
         self.keeper.cancel()

@@ -6,12 +6,17 @@ The consumer reads the database from other threads: every test commits (transact
 
 import asyncio
 import json
+import os
 import socket
+import threading
+import uuid
 from types import SimpleNamespace
 
 import pytest
+import redis
 import websockets
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib import admin
 from django.test import RequestFactory
@@ -279,7 +284,7 @@ def test_with_the_channel_layer_down_a_push_still_succeeds_and_only_the_poke_is_
     lost = realtime.publisher.lost
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{closed_port()}/0", "socket_connect_timeout": 1}]},
         }
     }
@@ -288,6 +293,35 @@ def test_with_the_channel_layer_down_a_push_still_succeeds_and_only_the_poke_is_
     realtime.publisher.wait()
     assert realtime.publisher.lost == lost + 1
     assert sync.document() == {"theme": "dark"}
+
+
+def test_a_poke_is_one_publish_on_the_groups_channel_and_past_the_queue_bound_pokes_are_dropped(settings):
+    """The push's side of a poke: a message on a bounded queue, published by the process's thread on the
+    Redis channel the realtime process's pub/sub layer subscribed for the group."""
+    group = realtime.user_group(uuid.uuid4())
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(f"asgi__group__{group}")
+    publisher = realtime._Publisher(max_pending=2)
+    publisher._pid = os.getpid()  # its thread is held back below: the queue fills
+    for version in (1, 2, 3):
+        publisher.send(group, {"type": "sync.changed", "version": version, "device_id": "laptop"})
+    assert publisher.lost == 1 and publisher.delivered == 0
+
+    threading.Thread(target=publisher._run, daemon=True).start()
+    publisher.wait()
+    assert (publisher.delivered, publisher.lost) == (2, 1)
+    layer = get_channel_layer()
+    received = []
+    for _ in range(WAIT * 10):  # get_message also answers None for the subscription's own confirmation
+        if len(received) == 2:
+            break
+        if (message := subscriber.get_message(timeout=0.1)) is not None:
+            received.append(layer.deserialize(message["data"]))
+    assert received == [
+        {"type": "sync.changed", "version": 1, "device_id": "laptop"},
+        {"type": "sync.changed", "version": 2, "device_id": "laptop"},
+    ]
+    subscriber.close()
 
 
 def test_over_a_real_socket_to_the_realtime_process(realtime_server_factory, device):
