@@ -192,7 +192,9 @@ def test_snapshot_room_refuses_a_manual_one_past_the_limit_and_rotates_automatic
 def test_only_the_store_holds_sql_and_the_verbs_stay_short():
     package = Path(protocol.__file__).parent
     # A Redis pipeline's execute() (syncsettings.realtime publishing pokes) is not SQL.
-    sql = re.compile(r"connection\.cursor|(?<!pipeline)\.execute\(|\bSELECT\b|\bINSERT INTO\b|\bUPDATE\b \w+ SET|\.raw\(")
+    sql = re.compile(
+        r"connection\.cursor|(?<!pipeline)\.execute\(|\bSELECT\b|\bINSERT INTO\b|\bUPDATE\b \w+ SET|\.raw\("
+    )
     holders = {
         path.relative_to(package).as_posix()
         for path in package.rglob("*.py")
