@@ -2,9 +2,9 @@
 
 The client speaks once: `{"type": "auth", "access": "<JWT>", "device_id": "…"}` within
 SYNC_WS_AUTH_TIMEOUT_SECONDS (never the token in the URL: URLs are logged); anything else closes with
-4401. Then the server only talks: `{"type": "changed", "version": N}` after another device's write
-commits, `{"type": "ping"}` every SYNC_WS_PING_SECONDS (an MV3 service worker stays alive while its
-socket is active). A revoked session closes with 4401; past twice the tier's device limit, the user's
+4401. Then the server only talks: `{"type": "changed", "version": N}` once it joined (the version
+the account has, when it has one) and after another device's write commits, `{"type": "ping"}`
+every SYNC_WS_PING_SECONDS (an MV3 service worker stays alive while its socket is active). A revoked session closes with 4401; past twice the tier's device limit, the user's
 oldest socket closes with 4429. The token is the authorization, so any Origin (or none) is accepted,
 and an open socket outlives its access token while its session lives.
 """
@@ -26,8 +26,8 @@ from rest_framework_simplejwt.settings import api_settings
 from accounts import sessions
 from accounts.authentication import JWTAuthentication
 from chatfocus.exceptions import ValidationFailed
-from syncsettings import realtime
-from syncsettings.services import UserRef, get_limits
+from syncsettings import realtime, store
+from syncsettings.services import UserRef, cached_version, get_limits
 from syncsettings.validation import parse_device_id
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,16 @@ class SyncConsumer(AsyncWebsocketConsumer):
             return
         self.user_id, self.session_id, self.device_id, limit = identity
         await self.join()
-        # A revocation committed while this socket joined its groups was published to nobody here.
-        if not await database_sync_to_async(self.session_active)():
+        # Read after joining: a revocation or a write committed while this socket joined its groups was
+        # published to nobody here.
+        version = await database_sync_to_async(self.version_if_session_active)()
+        if version is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        if version:
+            # Clients pull when they connect, possibly before this socket joined: a write that landed
+            # in between reached no poke, so every joined socket hears the version it must have.
+            await self.send(text_data=json.dumps({"type": "changed", "version": version}))
         self.authenticated.set()
         evicted = await sync_to_async(realtime.register_socket, thread_sensitive=False)(
             user_id=self.user_id, channel_name=self.channel_name, limit=limit
@@ -106,8 +112,15 @@ class SyncConsumer(AsyncWebsocketConsumer):
                 async with layer_gate():
                     await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
 
-    def session_active(self) -> bool:
-        return sessions.is_session_active(self.session_id, user_id=self.user_id)
+    def version_if_session_active(self) -> int | None:
+        """The user's sync version now (0 before the first write), or None once the session ended."""
+        if not sessions.is_session_active(self.session_id, user_id=self.user_id):
+            return None
+        cached = cached_version(user_id=self.user_id)
+        if cached is not None:
+            return cached[0]
+        # The space id is the user's id (syncsettings.services._space_id).
+        return (store.state_row(self.user_id) or (0,))[0]
 
     async def join(self):
         self.joined = [realtime.user_group(self.user_id), realtime.session_group(self.session_id)]

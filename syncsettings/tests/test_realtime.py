@@ -63,7 +63,7 @@ async def connect(access: str | None = None, device_id: str = "laptop") -> Webso
 async def authenticated(access: str, device_id: str) -> WebsocketCommunicator:
     """A socket whose auth went through: a push's poke (or any message) can only follow the joined groups."""
     communicator = await connect(access, device_id)
-    # The server says nothing on success; a ping (shortened below) proves the socket is past auth.
+    # An account never written hears nothing on success; a ping (shortened below) proves the socket is past auth.
     assert await receive(communicator) == {"type": "ping"}
     return communicator
 
@@ -114,6 +114,21 @@ def test_a_push_pokes_the_users_other_devices_and_not_the_pusher(device):
         assert await drain_pings(on_stranger) == {"type": "changed", "version": 3}
         for communicator in (on_laptop, on_phone, on_stranger):
             await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_socket_joining_an_account_with_data_hears_its_version_first(device):
+    """A client pulls as it connects, maybe before the socket joined: a write in between reached no poke,
+    so the socket is told the account's version once it joined (nothing for an account never written)."""
+    laptop = device()
+    phone = device(laptop.sync.user)
+    assert laptop.sync.push("laptop", [make_op("theme", "dark")]).status_code == 200
+
+    async def scenario():
+        on_phone = await connect(phone.access, "phone")
+        assert await receive(on_phone) == {"type": "changed", "version": 1}
+        await on_phone.disconnect()
 
     run(scenario)
 
