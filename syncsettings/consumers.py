@@ -4,9 +4,10 @@ The client speaks once: `{"type": "auth", "access": "<JWT>", "device_id": "…"}
 SYNC_WS_AUTH_TIMEOUT_SECONDS (never the token in the URL: URLs are logged); anything else closes with
 4401. Then the server only talks: `{"type": "changed", "version": N}` once it joined (the version
 the account has, when it has one) and after another device's write commits, `{"type": "ping"}`
-every SYNC_WS_PING_SECONDS (an MV3 service worker stays alive while its socket is active). A revoked session closes with 4401; past twice the tier's device limit, the user's
-oldest socket closes with 4429. The token is the authorization, so any Origin (or none) is accepted,
-and an open socket outlives its access token while its session lives.
+every SYNC_WS_PING_SECONDS (an MV3 service worker stays alive while its socket is active). A revoked
+session closes with 4401; past twice the tier's device limit, the user's oldest socket closes with 4429.
+The token is the authorization, so any Origin (or none) is accepted, and an open socket outlives its
+access token while its session lives.
 """
 
 import asyncio
