@@ -607,6 +607,11 @@ def pokes_row(fixtures: Fixtures, realtime: RealtimeServer) -> tuple[list[str], 
         f"{result['pokes_expected']:,} pokes received ({result['lost']} lost, {result['pokes_to_pusher']} to the "
         f"pusher), push response → other device's message p50 {result['p50_ms']:.1f} ms, "
         f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms (req/s column: pushes per second)."
+        + (
+            f" {result['failures']} idle sockets failed to open: {result['failure_sample']}."
+            if result["failures"]
+            else ""
+        )
     )
     return row, met, note
 

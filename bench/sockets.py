@@ -168,6 +168,7 @@ async def pokes(config: dict) -> dict:
     return {
         "idle_sockets": len(idle_sockets),
         "failures": len(failures),
+        "failure_sample": failures[:3],
         "pushes": len(pushed),
         "push_errors": len(errors),
         "pushes_per_s": len(pushed) / push_seconds if push_seconds else 0,
