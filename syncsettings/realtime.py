@@ -110,13 +110,10 @@ class _Publisher:
         for address in {item[0] for item in batch}:
             items = [item for item in batch if item[0] == address]
             try:
-                if len(items) == 1:
-                    self._client(address).publish(items[0][1], items[0][2])
-                else:
-                    pipeline = self._client(address).pipeline(transaction=False)
-                    for _, channel, data in items:
-                        pipeline.publish(channel, data)
-                    pipeline.execute()
+                pipeline = self._client(address).pipeline(transaction=False)
+                for _, channel, data in items:
+                    pipeline.publish(channel, data)
+                pipeline.execute()
                 delivered += len(items)
             except Exception as error:
                 logger.warning("%d real-time poke(s) lost: %s", len(items), error.__class__.__name__)
