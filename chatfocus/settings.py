@@ -135,27 +135,9 @@ else:
 # --- Real-time (/ws/sync, DESIGN.md section 5): the ASGI process; pokes cross processes through Redis --------
 ASGI_APPLICATION = "chatfocus.asgi.application"
 if REDIS_URL:
+    # One pub/sub connection per realtime process, a group subscribed once per process (see the module).
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {
-                # The pub/sub layer: a group is a Redis channel that each realtime process subscribes to
-                # once and fans out to its own sockets, so a poke is one PUBLISH (syncsettings.realtime),
-                # where the list-based layer needed a sorted-set read and a script per socket.
-                # No socket timeout, on purpose: with one, redis-py sends each command through
-                # asyncio.wait_for, which on Python 3.11 can swallow the cancellation of a closing socket's
-                # consumer (it then never ends); and redis-py 8's default 5 s read timeout raced
-                # channels_redis's own 5 s blocking reads. TCP keepalive notices a dead Redis instead.
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_connect_timeout": 1,
-                        "socket_timeout": None,
-                        "socket_keepalive": True,
-                    }
-                ],
-            },
-        }
+        "default": {"BACKEND": "chatfocus.channel_layer.RedisFanoutChannelLayer", "CONFIG": {"url": REDIS_URL}}
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import uuid
-import weakref
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
@@ -36,18 +35,6 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY = 4401, 4429
 MAX_AUTH_MESSAGE_BYTES = 8192
 PING = json.dumps({"type": "ping"})
-# A burst of sockets connecting at once (a deploy, a network blip) queues here for its group joins rather
-# than piling onto the layer's Redis connection pool, which raises instead of waiting when it runs dry.
-MAX_CONCURRENT_LAYER_CALLS = 50
-_layer_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def layer_gate() -> asyncio.Semaphore:
-    """This event loop's limit on concurrent channel-layer calls."""
-    loop = asyncio.get_running_loop()
-    if loop not in _layer_gates:
-        _layer_gates[loop] = asyncio.Semaphore(MAX_CONCURRENT_LAYER_CALLS)
-    return _layer_gates[loop]
 
 
 def identify(message) -> tuple[uuid.UUID, uuid.UUID, str, int] | None:
@@ -110,8 +97,7 @@ class SyncConsumer(AsyncWebsocketConsumer):
             if channel_name == self.channel_name:
                 await self.close(code=CLOSE_TOO_MANY)
             else:
-                async with layer_gate():
-                    await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
+                await self.channel_layer.send(channel_name, {"type": "sync.evicted"})
 
     def version_if_session_active(self) -> int | None:
         """The user's sync version now (0 before the first write), or None once the session ended."""
@@ -125,9 +111,8 @@ class SyncConsumer(AsyncWebsocketConsumer):
 
     async def join(self):
         self.joined = [realtime.user_group(self.user_id), realtime.session_group(self.session_id)]
-        async with layer_gate():
-            for group in self.joined:
-                await self.channel_layer.group_add(group, self.channel_name)
+        # Together: the layer subscribes both in one command and returns once Redis confirmed them.
+        await asyncio.gather(*(self.channel_layer.group_add(group, self.channel_name) for group in self.joined))
 
     async def keep_alive(self):
         try:
@@ -147,9 +132,8 @@ class SyncConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         self.keeper.cancel()
         try:
-            async with layer_gate():
-                for group in self.joined:
-                    await self.channel_layer.group_discard(group, self.channel_name)
+            for group in self.joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
             if self.user_id is not None:
                 await sync_to_async(realtime.unregister_socket, thread_sensitive=False)(
                     user_id=self.user_id, channel_name=self.channel_name

@@ -170,10 +170,14 @@ def test_a_closed_sockets_consumer_stops_when_cancelled_instead_of_receiving_for
         run(scenario)
 
 
-def test_the_channel_layer_reads_redis_without_a_socket_timeout(settings):
-    (host,) = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
-    # None, not absent: redis-py's default is a 5 s timeout (see the test above and chatfocus.settings).
-    assert host["socket_timeout"] is None and host["socket_keepalive"] is True
+def test_the_channel_layer_reads_redis_without_a_socket_timeout():
+    async def clients():
+        hub = get_channel_layer()._hub()
+        return [client.connection_pool.connection_kwargs for client in (hub.pubsub, hub.publisher)]
+
+    for options in run(clients):
+        # None, not absent: redis-py's default is a 5 s timeout (see the test above and chatfocus.channel_layer).
+        assert options["socket_timeout"] is None and options["socket_keepalive"] is True
 
 
 def test_pokes_skip_channels_database_cleanup_and_client_messages_keep_it(device, monkeypatch):
@@ -299,8 +303,8 @@ def test_with_the_channel_layer_down_a_push_still_succeeds_and_only_the_poke_is_
     lost = realtime.publisher.lost
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{closed_port()}/0", "socket_connect_timeout": 1}]},
+            "BACKEND": "chatfocus.channel_layer.RedisFanoutChannelLayer",
+            "CONFIG": {"url": f"redis://127.0.0.1:{closed_port()}/0"},
         }
     }
     response = sync.push("laptop", [make_op("theme", "dark")])
@@ -312,10 +316,11 @@ def test_with_the_channel_layer_down_a_push_still_succeeds_and_only_the_poke_is_
 
 def test_a_poke_is_one_publish_on_the_groups_channel_and_past_the_queue_bound_pokes_are_dropped(settings):
     """The push's side of a poke: a message on a bounded queue, published by the process's thread on the
-    Redis channel the realtime process's pub/sub layer subscribed for the group."""
+    Redis channel the realtime process's layer subscribed for the group."""
     group = realtime.user_group(uuid.uuid4())
+    layer = get_channel_layer()
     subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
-    subscriber.subscribe(f"asgi__group__{group}")
+    subscriber.subscribe(layer.group_channel(group))
     publisher = realtime._Publisher(max_pending=2)
     publisher._pid = os.getpid()  # its thread is held back below: the queue fills
     for version in (1, 2, 3):
@@ -325,7 +330,6 @@ def test_a_poke_is_one_publish_on_the_groups_channel_and_past_the_queue_bound_po
     threading.Thread(target=publisher._run, daemon=True).start()
     publisher.wait()
     assert (publisher.delivered, publisher.lost) == (2, 1)
-    layer = get_channel_layer()
     received = []
     for _ in range(WAIT * 10):  # get_message also answers None for the subscription's own confirmation
         if len(received) == 2:
