@@ -612,6 +612,7 @@ def pokes_row(fixtures: Fixtures, realtime: RealtimeServer) -> tuple[list[str], 
             if result["failures"]
             else ""
         )
+        + ("" if result["warmed_up"] else " A warm-up poke never came: the device sockets joined late.")
     )
     return row, met, note
 

@@ -123,6 +123,7 @@ async def pokes(config: dict) -> dict:
     loop = asyncio.get_running_loop()
     # Auth has no answer: warm-up pushes from two devices show every device socket joined its groups.
     (first_access, first), (second_access, second) = config["pushers"][:2]
+    warmed = True
     for access, device, watchers in (
         (first_access, first, [d for d in devices if d != first]),
         (second_access, second, [first]),
@@ -130,7 +131,7 @@ async def pokes(config: dict) -> dict:
         warm = []
         await loop.run_in_executor(None, push_loop, config["api"], access, device, 1, warm, [])
         version = warm[0][0]
-        await until(lambda v=version, ws=watchers: all(v in received[w] for w in ws), config["settle"])
+        warmed &= await until(lambda v=version, ws=watchers: all(v in received[w] for w in ws), config["settle"])
     for device in received:
         received[device].clear()
     pushed, errors = [], []
@@ -169,6 +170,8 @@ async def pokes(config: dict) -> dict:
         "idle_sockets": len(idle_sockets),
         "failures": len(failures),
         "failure_sample": failures[:3],
+        # False: a warm-up poke never came, so the device sockets may have joined late (losses then).
+        "warmed_up": warmed,
         "pushes": len(pushed),
         "push_errors": len(errors),
         "pushes_per_s": len(pushed) / push_seconds if push_seconds else 0,

@@ -173,11 +173,11 @@ class _Hub:
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        """Subscribe this process's channel (first call) and wait until that is live."""
+        """Subscribe this process's channel (first call). Not waited for: with Redis down a socket still
+        opens, and its join (which comes after this SUBSCRIBE, so is confirmed after it) is what waits."""
         if not self.tasks:
             self.tasks = [asyncio.ensure_future(self._write()), asyncio.ensure_future(self._read())]
             self.wake.set()
-        await self._until_live(self.layer.process_channel(self.process_id))
 
     async def join(self, redis_channel: str, channel: str) -> None:
         await self.start()

@@ -32,7 +32,10 @@ from syncsettings.validation import parse_device_id
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY = 4401, 4429
+CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY, CLOSE_TRY_AGAIN = 4401, 4429, 1013
+# Joining waits for Redis to confirm the subscriptions; with Redis down the client is told to come back
+# later (and polls meanwhile) instead of holding a socket that would never hear a poke.
+JOIN_TIMEOUT_SECONDS = 10.0
 MAX_AUTH_MESSAGE_BYTES = 8192
 PING = json.dumps({"type": "ping"})
 
@@ -78,7 +81,13 @@ class SyncConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.user_id, self.session_id, self.device_id, limit = identity
-        await self.join()
+        try:
+            async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
+                await self.join()
+        except TimeoutError:
+            logger.warning("A sync socket could not join its groups in time (is Redis up?).")
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         # Read after joining: a revocation or a write committed while this socket joined its groups was
         # published to nobody here.
         version = await database_sync_to_async(self.version_if_session_active)()

@@ -2,6 +2,7 @@
 subscription changes, group_add returning only once the subscription is live, per-socket capacity."""
 
 import asyncio
+import functools
 import uuid
 
 import pytest
@@ -178,6 +179,61 @@ def test_a_channel_from_elsewhere_cannot_join_a_group_or_be_read(layer):
             await layer.receive("specific.0123!abc")
         with pytest.raises(TypeError):
             await layer.group_add("not a valid group", await layer.new_channel())
+        await layer.flush()
+
+    async_to_sync(scenario)()
+
+
+def test_a_join_waits_for_the_confirmation_of_its_own_subscribe_not_of_an_earlier_unsubscribe(layer):
+    """The bookkeeping alone, confirmations fed by hand: leave, the UNSUBSCRIBE goes out, join again, the
+    SUBSCRIBE goes out; Redis confirms in order, and only the second confirmation makes the join live."""
+    group_channel = layer.group_channel("user.1")
+
+    async def scenario():
+        hub = layer._hub()
+        sent = []
+
+        async def record(*channels, _kind):
+            sent.append((_kind, channels))
+
+        hub.pubsub.subscribe = functools.partial(record, _kind="subscribe")
+        hub.pubsub.unsubscribe = functools.partial(record, _kind="unsubscribe")
+        writer = asyncio.ensure_future(hub._write())
+        hub.tasks = [writer]  # no reader: confirmations come from this test
+        hub.wake.set()
+        process_channel = layer.process_channel(hub.process_id)
+        hub.queues["a!1"] = asyncio.Queue()
+        hub.queues["a!2"] = asyncio.Queue()
+
+        def confirm(kind, name):
+            hub._received({"type": kind, "channel": name.encode(), "data": 1})
+
+        async def until_sent(count):
+            while len(sent) < count:
+                await asyncio.sleep(0)
+
+        first = asyncio.ensure_future(hub.join(group_channel, "a!1"))
+        await until_sent(1)
+        confirm("subscribe", process_channel)
+        await until_sent(2)
+        assert sent == [("subscribe", (process_channel,)), ("subscribe", (group_channel,))]
+        confirm("subscribe", group_channel)
+        await first
+
+        hub.leave(group_channel, "a!1")
+        await until_sent(3)
+        second = asyncio.ensure_future(hub.join(group_channel, "a!2"))
+        await until_sent(4)
+        assert sent[2:] == [("unsubscribe", (group_channel,)), ("subscribe", (group_channel,))]
+        confirm("unsubscribe", group_channel)
+        await asyncio.sleep(0)
+        assert not second.done() and not hub._live(group_channel)
+        confirm("subscribe", group_channel)
+        await second
+        assert hub._live(group_channel) and hub.members[group_channel] == {"a!2"}
+        # A confirmation nobody waits for (a reconnect resubscribing) changes nothing.
+        confirm("subscribe", group_channel)
+        assert hub._live(group_channel) and not hub.pending
         await layer.flush()
 
     async_to_sync(scenario)()

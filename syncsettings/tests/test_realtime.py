@@ -26,7 +26,7 @@ from accounts.admin import UserAdmin
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from chatfocus.asgi import application
-from syncsettings import realtime
+from syncsettings import consumers, realtime
 from syncsettings.tests.conftest import SyncClient
 from syncsettings.tests.factories import make_op
 
@@ -312,6 +312,24 @@ def test_with_the_channel_layer_down_a_push_still_succeeds_and_only_the_poke_is_
     realtime.publisher.wait()
     assert realtime.publisher.lost == lost + 1
     assert sync.document() == {"theme": "dark"}
+
+
+def test_with_the_channel_layer_down_an_authenticated_socket_is_told_to_try_again_later(device, settings, monkeypatch):
+    monkeypatch.setattr(consumers, "JOIN_TIMEOUT_SECONDS", 0.2)
+    laptop = device()
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "chatfocus.channel_layer.RedisFanoutChannelLayer",
+            "CONFIG": {"url": f"redis://127.0.0.1:{closed_port()}/0"},
+        }
+    }
+
+    async def scenario():
+        communicator = await connect(laptop.access, "laptop")
+        assert await closed_with(communicator) == consumers.CLOSE_TRY_AGAIN == 1013
+        await communicator.disconnect(timeout=WAIT)
+
+    run(scenario)
 
 
 def test_a_poke_is_one_publish_on_the_groups_channel_and_past_the_queue_bound_pokes_are_dropped(settings):
