@@ -84,7 +84,9 @@ def test_a_burst_of_joins_and_leaves_is_a_few_commands_and_a_socket_joining_afte
 
     async def scenario():
         await layer.new_channel()
-        counts = count_commands(layer._hub())
+        hub = layer._hub()
+        await hub._until_live(layer.process_channel(hub.process_id))
+        counts = count_commands(hub)
         channels = [await layer.new_channel() for _ in range(sockets)]
         await asyncio.gather(*(layer.group_add(f"user.{index}", channel) for index, channel in enumerate(channels)))
         assert sum(counts["subscribe"]) == sockets and len(counts["subscribe"]) <= 2 * sockets // COMMAND_BATCH + 2
@@ -137,6 +139,8 @@ def test_a_message_for_a_socket_of_another_process_travels_on_that_processs_chan
 
     async def scenario():
         here = await layer.new_channel()
+        hub = layer._hub()
+        await hub._until_live(layer.process_channel(hub.process_id))
         await other_process.new_channel()
         await other_process.send(here, {"type": "sync.evicted"})
         async with asyncio.timeout(WAIT):

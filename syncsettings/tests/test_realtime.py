@@ -180,29 +180,39 @@ def test_the_channel_layer_reads_redis_without_a_socket_timeout():
         assert options["socket_timeout"] is None and options["socket_keepalive"] is True
 
 
-def test_pokes_skip_channels_database_cleanup_and_client_messages_keep_it(device, monkeypatch):
-    """Channels closes stale database connections (in a worker thread) before each message; a poke
-    touches no database, so the consumer hands group messages straight to their handlers."""
+def test_no_message_hops_to_the_sync_thread_for_channels_cleanup_and_database_reads_still_clean_up(device, monkeypatch):
+    """Channels closes stale database connections in the one sync thread before each message; this
+    consumer skips that hop (for pokes and for connects and disconnects in their thousands) because its
+    database reads go through database_sync_to_async, which closes stale connections around each one."""
     import channels.consumer
+    import channels.db
 
-    cleanups = []
+    dispatch_cleanups, cleaned_reads = [], []
 
     async def counting_cleanup():
-        cleanups.append(1)
+        dispatch_cleanups.append(1)
+
+    clean_read = channels.db.DatabaseSyncToAsync.thread_handler
+
+    def counting_read(self, *args, **kwargs):
+        # (Channels' test communicator stubs close_old_connections itself: count the calls that do it.)
+        cleaned_reads.append(1)
+        return clean_read(self, *args, **kwargs)
 
     monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_cleanup)
+    monkeypatch.setattr(channels.db.DatabaseSyncToAsync, "thread_handler", counting_read)
     laptop = device()
     phone = device(laptop.sync.user)
 
     async def scenario():
         on_phone = await connect(phone.access, "phone")
         assert await receive(on_phone) == {"type": "ping"}
-        after_auth = len(cleanups)
-        assert after_auth >= 1  # the connect and the auth message went through Channels' dispatch
+        # The auth message's two reads (the token's session, then the version).
+        assert len(cleaned_reads) == 2
         assert (await sync_to_async(laptop.sync.push)("laptop", [make_op("theme", "dark")])).status_code == 200
         assert await drain_pings(on_phone) == {"type": "changed", "version": 1}
-        assert len(cleanups) == after_auth
         await on_phone.disconnect()
+        assert dispatch_cleanups == []
 
     run(scenario)
 
