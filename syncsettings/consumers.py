@@ -26,8 +26,8 @@ from rest_framework_simplejwt.settings import api_settings
 from accounts import sessions
 from accounts.authentication import JWTAuthentication
 from chatfocus.exceptions import ValidationFailed
-from syncsettings import realtime, store
-from syncsettings.services import UserRef, cached_version, get_limits
+from syncsettings import realtime
+from syncsettings.services import UserRef, current_version, get_limits
 from syncsettings.validation import parse_device_id
 
 logger = logging.getLogger(__name__)
@@ -109,11 +109,7 @@ class SyncConsumer(AsyncWebsocketConsumer):
         """The user's sync version now (0 before the first write), or None once the session ended."""
         if not sessions.is_session_active(self.session_id, user_id=self.user_id):
             return None
-        cached = cached_version(user_id=self.user_id)
-        if cached is not None:
-            return cached[0]
-        # The space id is the user's id (syncsettings.services._space_id).
-        return (store.state_row(self.user_id) or (0,))[0]
+        return current_version(user_id=self.user_id)
 
     async def join(self):
         self.joined = [realtime.user_group(self.user_id), realtime.session_group(self.session_id)]

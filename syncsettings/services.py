@@ -92,6 +92,12 @@ def cached_version(*, user_id, prefetched: dict | None = None) -> tuple[int, int
     return get_prefetched(_version_key(user_id), prefetched)
 
 
+def current_version(*, user_id) -> int:
+    """The version now (0 before the first write): the cache, else one read (a real-time socket's join)."""
+    cached = cached_version(user_id=user_id)
+    return cached[0] if cached is not None else (store.state_row(_space_id(UserRef(user_id))) or (0,))[0]
+
+
 def version_cache_keys(*, user_id) -> list[str]:
     """The cache keys pull_changes and get_settings read (see their `prefetched`)."""
     return [_version_key(user_id)]
@@ -188,8 +194,7 @@ def push_cache_keys(*, user_id) -> list[str]:
 def push_changes(*, user, device_id: str, ops: list[Op], prefetched: dict | None = None) -> dict:
     """Apply a validated batch of ops from one device: {version, server_time, results} (results in op order).
 
-    `prefetched`: what a caller's own `cache.get_many` returned for push_cache_keys.
-    """
+    `prefetched`: what a caller's own `cache.get_many` returned for push_cache_keys."""
     # Looked up before the lock, with the tier limits in one round trip: a known device (the usual
     # case) adds nothing to the lock's hold.
     cached = get_many_prefetched(push_cache_keys(user_id=user.id), prefetched)
@@ -244,11 +249,7 @@ def _pulled_change(key: str, value_json: str | None, *rest) -> str:
 
 
 def pull_changes(*, user, since: int | None, limit: int, if_none_match: int | None = None, prefetched=None) -> PullPage:
-    """The latest state of each key changed after `since` (a PullPage).
-
-    An idle poll (`since` or `if_none_match` equal to the cached version) is answered from the cache
-    (or from `prefetched`, see cached_version).
-    """
+    """The changes after `since` (a PullPage); an idle poll (at the cached version) is answered from the cache."""
     cached = cached_version(user_id=user.id, prefetched=prefetched)
     if cached is not None and cached[0] in (since, if_none_match):
         unchanged = if_none_match == cached[0]
