@@ -292,7 +292,7 @@ class _Hub:
         while True:
             try:
                 if self.pubsub.connection is None:
-                    await asyncio.sleep(0.01)  # the first SUBSCRIBE opens the connection
+                    await asyncio.sleep(0.05)  # the first SUBSCRIBE opens the connection (Redis down: later)
                     continue
                 message = await self.pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
