@@ -169,7 +169,9 @@ class _Hub:
                 layer.url, max_connections=MAX_PUBLISH_CONNECTIONS, **redis_options()
             )
         )
-        self.pubsub = aioredis.Redis.from_url(layer.url, **redis_options()).pubsub()
+        # Named, so operators see each realtime process in CLIENT LIST.
+        name = f"cf-realtime-{self.process_id}"
+        self.pubsub = aioredis.Redis.from_url(layer.url, client_name=name, **redis_options()).pubsub()
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:

@@ -241,3 +241,36 @@ def test_a_join_waits_for_the_confirmation_of_its_own_subscribe_not_of_an_earlie
         await layer.flush()
 
     async_to_sync(scenario)()
+
+
+def test_after_redis_drops_the_pubsub_connection_the_layer_resubscribes_and_members_hear_again(layer):
+    """A Redis restart or failover: pokes published while the connection is down are lost (clients poll),
+    then the same subscriptions come back without any socket rejoining."""
+    group = f"user.{uuid.uuid4().hex}"
+
+    async def scenario():
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        hub = layer._hub()
+        admin = redis.Redis.from_url(settings.REDIS_URL)
+        (client,) = [c for c in admin.client_list() if c["name"] == f"cf-realtime-{hub.process_id}"]
+        assert admin.client_kill_filter(_id=client["id"]) == 1
+        admin.close()
+        async with asyncio.timeout(WAIT):
+            while True:
+                # Published until it lands: the reconnect takes its time.
+                await asyncio.to_thread(publish, layer, group, {"type": "sync.changed", "version": 3})
+                try:
+                    async with asyncio.timeout(0.2):
+                        assert await hub.queues[channel].get() == {"type": "sync.changed", "version": 3}
+                    break
+                except TimeoutError:
+                    continue
+        admin = redis.Redis.from_url(settings.REDIS_URL)
+        (again,) = [c for c in admin.client_list() if c["name"] == f"cf-realtime-{hub.process_id}"]
+        admin.close()
+        assert again["id"] != client["id"]
+        assert hub._live(layer.group_channel(group))
+        await layer.flush()
+
+    async_to_sync(scenario)()
