@@ -151,9 +151,10 @@ class _Hub:
     def __init__(self, layer: RedisFanoutChannelLayer):
         self.layer = layer
         self.process_id = uuid.uuid4().hex
+        self.process_channel = layer.process_channel(self.process_id)
         self.queues: dict[str, asyncio.Queue] = {}
         # Redis channel -> local channel names that joined it, and the other way round.
-        self.members: dict[str, set[str]] = {self.layer.process_channel(self.process_id): {""}}
+        self.members: dict[str, set[str]] = {self.process_channel: {""}}
         self.joined: dict[str, set[str]] = {}
         # Redis channels whose last command sent was SUBSCRIBE, and per channel the commands sent and
         # not yet confirmed, oldest first: Redis confirms in order, so a subscription is live once it is
@@ -182,7 +183,7 @@ class _Hub:
             self.wake.set()
 
     async def join(self, redis_channel: str, channel: str) -> None:
-        await self.start()
+        # `channel` came from new_channel, which started the hub.
         self.members.setdefault(redis_channel, set()).add(channel)
         self.joined.setdefault(channel, set()).add(redis_channel)
         if redis_channel not in self.subscribed:
@@ -201,13 +202,9 @@ class _Hub:
 
     def drop(self, channel: str) -> None:
         self.queues.pop(channel, None)
-        for redis_channel in list(self.joined.pop(channel, ())):
-            members = self.members.get(redis_channel)
-            if members is not None:
-                members.discard(channel)
-                if not members:
-                    del self.members[redis_channel]
-                    self._mark(redis_channel)
+        for redis_channel in list(self.joined.get(channel, ())):
+            self.leave(redis_channel, channel)
+        self.joined.pop(channel, None)
 
     def put(self, channel: str, message: dict) -> None:
         queue = self.queues.get(channel)
@@ -280,9 +277,12 @@ class _Hub:
                 # Redis is down: forget what may not have gone out and try again (redis-py reconnects).
                 logger.warning("Could not change %d subscription(s): %s", len(batch), error.__class__.__name__)
                 for name in (*subscribe, *unsubscribe):
-                    self.pending.get(name, deque([None])).pop()
-                    if not self.pending.get(name, True):
-                        del self.pending[name]
+                    # The command appended above (gone if a batch that did go out was confirmed meanwhile).
+                    pending = self.pending.get(name)
+                    if pending:
+                        pending.pop()
+                    if not pending:
+                        self.pending.pop(name, None)
                 self.subscribed.difference_update(subscribe)
                 self.subscribed.update(unsubscribe)
                 self.dirty.update(batch)
@@ -311,7 +311,7 @@ class _Hub:
         name = name.decode() if isinstance(name, bytes) else name
         if kind == "message":
             data = self.layer.deserialize(message["data"])
-            if name == self.layer.process_channel(self.process_id):
+            if name == self.process_channel:
                 self.put(data["to"], data["message"])
             else:
                 for channel in self.members.get(name, ()):
